@@ -1,0 +1,144 @@
+// gswarm::Client: a synchronous C++ client for the gswarm HTTP API (doc/http-api.md).
+//
+// Thread-safety: a Client is NOT thread-safe. It owns one keep-alive connection and
+// one response buffer; use one Client per thread. Distinct Clients are independent.
+//
+// Errors: every call returns Result<T>. Server errors keep the server's code and
+// message ({"detail", "code"} on the wire mapped through error_code_from_name).
+// Client-side failures are ErrorCode::kConnection (cannot reach or talk to the
+// server), kTimeout (no complete answer within the call's timeout), kProtocol (the
+// server answered something that is not the documented shape) and kInvalidKey /
+// kBadRequest for arguments rejected before anything is sent.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <gswarm/error.hpp>
+
+namespace gswarm {
+
+inline constexpr std::string_view kDefaultServerAddress = "localhost:9015";
+
+struct ClientOptions {
+  // Limit for one control call: connect, send the request, read the whole answer.
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);
+  // Limit for move(), which returns only once the copy has finished.
+  std::chrono::milliseconds move_timeout = std::chrono::minutes(10);
+};
+
+// One copy of a value, as GET /location and GET /locations describe it.
+struct ReplicaInfo {
+  std::string location;                   // "dram", "pinned_dram", "device:N", "disk"
+  std::uint64_t size = 0;                 // bytes
+  double last_accessed = 0;               // unix seconds
+  std::string copy_status;                // "complete", "copying" or "error"
+  double copy_progress = 0;               // 0..1
+  std::string read_pointer_json = "null";  // JSON text; "null" when there is none
+};
+
+struct LocationInfo {
+  std::string key;
+  std::string location;  // the primary replica's location
+  std::vector<ReplicaInfo> replicas;
+};
+
+struct MoveResult {
+  std::string key;
+  std::string source;
+  std::string destination;
+  std::uint64_t size = 0;
+  double seconds = 0;
+  std::string read_pointer_json = "null";  // JSON text; "null" when there is none
+};
+
+// A value read as raw bytes with its format tag ("json", "bytes", "pickle", ...).
+struct BytesValue {
+  std::string data;
+  std::string format;
+};
+
+class Client {
+ public:
+  // `address` is "host:port", optionally prefixed by "http://"; a missing port
+  // means 9015 and IPv6 hosts are written in brackets ("[::1]:9015"). Nothing is
+  // sent until the first call; the connection is opened lazily and kept alive.
+  explicit Client(std::string_view address = kDefaultServerAddress, ClientOptions options = {});
+  ~Client();
+  Client(Client&&) noexcept;
+  Client& operator=(Client&&) noexcept;
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // The address as given, without any "http://" prefix (used in messages).
+  const std::string& address() const;
+
+  // POST /write. `json_value` is the JSON text of the value (`"john"` with quotes
+  // for a string, `{"a":1}`, `42`); text that is not valid JSON is kBadRequest.
+  [[nodiscard]] Result<void> write(std::string_view key, std::string_view json_value,
+                                   std::string_view location = "dram");
+
+  // POST /write_extended with a raw application/octet-stream body, sent without
+  // copying `data`. Returns the stored size in bytes.
+  [[nodiscard]] Result<std::uint64_t> write_bytes(std::string_view key,
+                                                  std::span<const std::byte> data,
+                                                  std::string_view location = "dram",
+                                                  std::string_view format = "bytes");
+  [[nodiscard]] Result<std::uint64_t> write_bytes(std::string_view key, std::string_view data,
+                                                  std::string_view location = "dram",
+                                                  std::string_view format = "bytes");
+
+  // GET /read/{key}: the JSON text of a value stored as JSON in DRAM. A key held
+  // elsewhere is kWrongLocation; a value stored as raw bytes is kWrongFormat.
+  [[nodiscard]] Result<std::string> read(std::string_view key);
+
+  // GET /read_extended/{key} as raw bytes (any format; DRAM only). For JSON values
+  // the bytes are the JSON text and the format is "json".
+  [[nodiscard]] Result<BytesValue> read_bytes(std::string_view key);
+
+  // DELETE /release/{key}: removes the key from every location.
+  [[nodiscard]] Result<void> release(std::string_view key);
+
+  // POST /move: copies the value to `destination`, switches to it and frees the
+  // source; returns when done. Limited by ClientOptions::move_timeout.
+  [[nodiscard]] Result<MoveResult> move(std::string_view key, std::string_view destination);
+
+  // GET /location/{key}.
+  [[nodiscard]] Result<LocationInfo> get_location(std::string_view key);
+
+  // GET /locations: every key and its replicas, ordered by key.
+  [[nodiscard]] Result<std::map<std::string, std::vector<ReplicaInfo>>> list_locations();
+
+  // GET /stats: the JSON text of the "stats" object (fields in doc/http-api.md).
+  [[nodiscard]] Result<std::string> stats();
+
+  // POST /set_max_memory/{size}: `size` is bytes ("1024") or a size string ("32GB").
+  // Returns the new DRAM limit in bytes.
+  [[nodiscard]] Result<std::uint64_t> set_max_memory(std::string_view size);
+
+  // GET /health: the server's version string.
+  [[nodiscard]] Result<std::string> health();
+
+  // The body of the last HTTP answer this Client received: the JSON answer of a
+  // control call or the error body of a failed call. Empty before the first answer
+  // and after a successful read_bytes (its bytes are moved into the result).
+  // Valid until the next call.
+  const std::string& last_response_body() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Percent-encodes `text` for a path segment or query value: every byte except the
+// unreserved characters A-Z a-z 0-9 - . _ ~ becomes %XX ('/' and '+' included).
+std::string url_encode(std::string_view text);
+
+}  // namespace gswarm

@@ -1,0 +1,136 @@
+#include "cli/start_command.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "core/size.hpp"
+#include "server/server.hpp"
+#include "storage/store.hpp"
+
+namespace gswarm::cli {
+namespace {
+
+struct StartArgs {
+  std::string host = "0.0.0.0";
+  int port = 9015;
+  std::string max_memory = "16GB";
+  std::string disk_path = "/tmp/gswarm_data";
+  std::string max_disk = "0";
+  int threads = 0;
+  int move_threads = 4;
+  std::string log_level = "info";
+  std::string max_request_size = "256MB";
+  std::string max_value_size = "64GB";
+  std::string move_rate_limit = "0";
+  int idle_timeout = 60;
+  int request_timeout = 30;
+};
+
+// Parses one size option, or prints one line and exits.
+std::uint64_t size_option(const std::string& option, const std::string& text) {
+  auto size = parse_size(text);
+  if (!size) {
+    std::cerr << "error: " << option << ": " << size.error().message << "\n";
+    std::exit(2);
+  }
+  return *size;
+}
+
+int run_start(const StartArgs& args) {
+  auto level = spdlog::level::from_str(args.log_level);
+  if (level == spdlog::level::off && args.log_level != "off") {
+    std::cerr << "error: --log-level: use trace, debug, info, warn, error, critical or off\n";
+    return 2;
+  }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("gswarm"));
+  spdlog::set_level(level);
+
+  StoreOptions store_options;
+  store_options.max_memory = size_option("--max-memory", args.max_memory);
+  store_options.disk_path = args.disk_path;
+  store_options.max_disk = size_option("--max-disk", args.max_disk);
+  store_options.move_threads = args.move_threads;
+  store_options.move_rate_limit = size_option("--move-rate-limit", args.move_rate_limit);
+  if (store_options.max_memory == 0) {
+    std::cerr << "error: --max-memory must be greater than 0\n";
+    return 2;
+  }
+
+  server::ServerOptions options;
+  options.host = args.host;
+  options.port = static_cast<std::uint16_t>(args.port);
+  options.threads = args.threads;
+  options.limits.max_request_size = size_option("--max-request-size", args.max_request_size);
+  options.limits.max_value_size = size_option("--max-value-size", args.max_value_size);
+  options.idle_timeout = std::chrono::seconds(args.idle_timeout);
+  options.request_timeout = std::chrono::seconds(args.request_timeout);
+
+  auto store = Store::open(store_options);
+  if (!store) {
+    std::cerr << "error: " << store.error().message << "\n";
+    return 1;
+  }
+  server::Server server(**store, options);
+  if (auto ok = server.listen(); !ok) {
+    std::cerr << "error: " << ok.error().message << "\n";
+    return 1;
+  }
+  // Tests and scripts wait for this line; it goes to stdout, flushed.
+  std::printf("gswarm listening on %s:%u\n", args.host.c_str(), server.port());
+  std::fflush(stdout);
+  spdlog::info("max memory {}, disk {} ({}), {} move threads", format_size(store_options.max_memory),
+               args.disk_path,
+               store_options.max_disk == 0 ? std::string("no limit") : format_size(store_options.max_disk),
+               store_options.move_threads);
+  server.run();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+void add_start_command(CLI::App& data) {
+  auto args = std::make_shared<StartArgs>();
+  CLI::App* cmd = data.add_subcommand("start", "Start the data server (KV storage and data pool)");
+  cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", args->port, "Port to listen on (0: any free port)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--max-memory", args->max_memory,
+                  "DRAM limit, e.g. 16GB, 512MB, 1TB or bytes (powers of 1024)")
+      ->capture_default_str();
+  cmd->add_option("--disk-path", args->disk_path, "Directory for disk-location values")
+      ->capture_default_str();
+  cmd->add_option("--max-disk", args->max_disk, "Disk limit (0: until the file system is full)")
+      ->capture_default_str();
+  cmd->add_option("--threads", args->threads, "Network threads (0: one per core)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--move-threads", args->move_threads, "Threads that move data between tiers")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error, critical, off")
+      ->capture_default_str();
+  cmd->add_option("--max-request-size", args->max_request_size, "Largest JSON request body")
+      ->capture_default_str();
+  cmd->add_option("--max-value-size", args->max_value_size,
+                  "Largest raw value body (application/octet-stream)")
+      ->capture_default_str();
+  cmd->add_option("--move-rate-limit", args->move_rate_limit,
+                  "Pace each move to this many bytes per second (0: as fast as possible)")
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", args->idle_timeout, "Seconds a keep-alive connection may idle")
+      ->capture_default_str();
+  cmd->add_option("--request-timeout", args->request_timeout,
+                  "Seconds a request or response may stall")
+      ->capture_default_str();
+  cmd->callback([args] { std::exit(run_start(*args)); });
+}
+
+}  // namespace gswarm::cli

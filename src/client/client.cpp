@@ -1,0 +1,454 @@
+#include <gswarm/client.hpp>
+
+#include <optional>
+#include <utility>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/key.hpp"
+
+namespace gswarm {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+
+constexpr std::string_view kDefaultPort = "9015";
+constexpr std::string_view kHttpPrefix = "http://";
+constexpr std::string_view kStartHint = "is the server running? start it with: gswarm data start";
+constexpr std::string_view kFormatHeader = "X-Gswarm-Format";
+constexpr std::size_t kMaxBodyInMessage = 300;
+
+struct HostPort {
+  std::string host;
+  std::string port;
+};
+
+std::string strip_scheme(std::string_view address) {
+  if (address.starts_with(kHttpPrefix)) address.remove_prefix(kHttpPrefix.size());
+  while (address.ends_with('/')) address.remove_suffix(1);
+  return std::string(address);
+}
+
+// "host:port", "host", "[v6]:port" or "[v6]". A bare IPv6 address without
+// brackets has several colons and is taken as a host without port.
+HostPort split_address(std::string_view address) {
+  if (address.starts_with('[')) {
+    auto close = address.find(']');
+    if (close != std::string_view::npos) {
+      std::string_view rest = address.substr(close + 1);
+      std::string port = rest.starts_with(':') ? std::string(rest.substr(1)) : "";
+      return {std::string(address.substr(1, close - 1)),
+              port.empty() ? std::string(kDefaultPort) : port};
+    }
+  }
+  auto colon = address.rfind(':');
+  bool has_port = colon != std::string_view::npos && address.find(':') == colon;
+  if (!has_port) return {std::string(address), std::string(kDefaultPort)};
+  std::string_view port = address.substr(colon + 1);
+  return {std::string(address.substr(0, colon)),
+          std::string(port.empty() ? kDefaultPort : port)};
+}
+
+// JSON string literal for `text`; invalid UTF-8 is replaced rather than thrown on
+// (keys are validated before this, locations and formats are the server's to judge).
+std::string quote(std::string_view text) {
+  return json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string shorten(std::string_view text) {
+  if (text.size() <= kMaxBodyInMessage) return std::string(text);
+  return std::string(text.substr(0, kMaxBodyInMessage)) + "...";
+}
+
+// Errors a reused keep-alive connection shows when the server closed it while idle.
+bool is_stale_connection_error(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == asio::error::eof ||
+         ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+         ec == asio::error::connection_aborted || ec == asio::error::bad_descriptor;
+}
+
+// Maps an error answer ({"detail", "code"}) to an Error.
+Error error_from_answer(unsigned status, const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("detail") && j["detail"].is_string()) {
+    std::string detail = j["detail"].get<std::string>();
+    if (j.contains("code") && j["code"].is_string()) {
+      return Error{error_code_from_name(j["code"].get<std::string>()), std::move(detail)};
+    }
+    return Error{status < 500 ? ErrorCode::kBadRequest : ErrorCode::kInternal, std::move(detail)};
+  }
+  return Error{ErrorCode::kProtocol,
+               fmt::format("server answered HTTP {} with an unexpected body: {}", status,
+                           shorten(body))};
+}
+
+// Runs `extract` on a parsed answer; a missing or mistyped field (nlohmann throws)
+// becomes kProtocol, so a server speaking another dialect gives a clear error.
+template <typename F>
+auto decode(const json& answer, F extract) -> Result<decltype(extract(answer))> {
+  try {
+    return extract(answer);
+  } catch (const json::exception& e) {
+    return make_error(ErrorCode::kProtocol,
+                      fmt::format("unexpected answer from server ({}): {}", e.what(),
+                                  shorten(answer.dump())));
+  }
+}
+
+std::string read_pointer_text(const json& j) {
+  auto it = j.find("read_pointer");
+  return it == j.end() ? "null" : it->dump();
+}
+
+ReplicaInfo replica_from_json(const json& j) {
+  ReplicaInfo r;
+  r.location = j.at("location").get<std::string>();
+  r.size = j.at("size").get<std::uint64_t>();
+  r.last_accessed = j.value("last_accessed", 0.0);
+  r.copy_status = j.value("copy_status", std::string("complete"));
+  r.copy_progress = j.value("copy_progress", 1.0);
+  r.read_pointer_json = read_pointer_text(j);
+  return r;
+}
+
+std::vector<ReplicaInfo> replicas_from_json(const json& list) {
+  std::vector<ReplicaInfo> out;
+  for (const auto& item : list) out.push_back(replica_from_json(item));
+  return out;
+}
+
+// An HTTP answer; the body itself is kept in Client::Impl::last_body_.
+struct Answer {
+  unsigned status = 0;
+  std::string format;
+};
+
+}  // namespace
+
+std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// Owns the connection. Synchronous from the caller's view: every network step is
+// an async operation on a private io_context run to completion, because only the
+// async operations of beast::tcp_stream honour its timeout.
+class Client::Impl {
+ public:
+  Impl(std::string_view address, ClientOptions options)
+      : address_(strip_scheme(address)), target_(split_address(address_)), options_(options) {}
+
+  const std::string& address() const { return address_; }
+  const ClientOptions& options() const { return options_; }
+  const std::string& last_body() const { return last_body_; }
+  std::string take_last_body() { return std::exchange(last_body_, {}); }
+
+  // Sends a request with an optional JSON body and parses the JSON answer.
+  Result<json> call(http::verb verb, std::string target, std::string body = {},
+                    std::optional<milliseconds> timeout = std::nullopt) {
+    http::request<http::string_body> req{verb, target, 11};
+    if (!body.empty()) {
+      req.set(http::field::content_type, "application/json");
+      req.body() = std::move(body);
+    }
+    req.set(http::field::accept, "application/json");
+    auto answer = send(req, timeout.value_or(options_.timeout));
+    if (!answer) return tl::unexpected(answer.error());
+    return parse_last_body();
+  }
+
+  Result<json> parse_last_body() const {
+    json j = json::parse(last_body_, nullptr, false);
+    if (!j.is_object()) {
+      return make_error(ErrorCode::kProtocol,
+                        fmt::format("server sent invalid JSON: {}", shorten(last_body_)));
+    }
+    return j;
+  }
+
+  // Sends `req` and reads the whole answer into last_body_. Error answers (status
+  // >= 400) are returned as their Error. A reused connection that turns out to have
+  // been closed by the server is reopened and the request sent once more: the
+  // server never saw it, so even a POST is safe to repeat.
+  template <typename Body>
+  Result<Answer> send(http::request<Body>& req, milliseconds timeout) {
+    req.set(http::field::host, target_.host);
+    req.keep_alive(true);
+    req.prepare_payload();
+    last_body_.clear();
+    for (int attempt = 0;; ++attempt) {
+      bool reused = connected_;
+      if (!connected_) {
+        if (auto connected = connect(timeout); !connected) return tl::unexpected(connected.error());
+      }
+      beast::error_code ec;
+      bool stale = false;
+      std::optional<Answer> answer = exchange(req, timeout, ec, stale);
+      if (answer) {
+        if (answer->status >= 400) return tl::unexpected(error_from_answer(answer->status, last_body_));
+        return *answer;
+      }
+      close();
+      if (reused && stale && attempt == 0) continue;
+      if (ec == beast::error::timeout) {
+        return make_error(ErrorCode::kTimeout,
+                          fmt::format("no answer from {} within {} s", address_,
+                                      std::chrono::duration<double>(timeout).count()));
+      }
+      return make_error(ErrorCode::kConnection,
+                        fmt::format("connection to {} failed: {}", address_, ec.message()));
+    }
+  }
+
+ private:
+  // Runs the io_context until the operation `start` begins has completed.
+  template <typename Start>
+  beast::error_code run(Start start) {
+    beast::error_code result;
+    start([&result](beast::error_code ec, auto&&...) { result = ec; });
+    io_.restart();
+    io_.run();
+    return result;
+  }
+
+  Result<void> connect(milliseconds timeout) {
+    if (endpoints_.empty()) {
+      asio::ip::tcp::resolver resolver(io_);
+      beast::error_code ec;
+      endpoints_ = resolver.resolve(target_.host, target_.port, ec);
+      if (ec) {
+        return make_error(ErrorCode::kConnection,
+                          fmt::format("cannot connect to {}: cannot resolve host '{}': {}",
+                                      address_, target_.host, ec.message()));
+      }
+    }
+    stream_.expires_after(timeout);
+    beast::error_code ec =
+        run([&](auto handler) { stream_.async_connect(endpoints_, std::move(handler)); });
+    if (ec) {
+      stream_.close();
+      return make_error(ErrorCode::kConnection, fmt::format("cannot connect to {}: {} ({})",
+                                                            address_, ec.message(), kStartHint));
+    }
+    beast::error_code ignored;
+    stream_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+    buffer_.clear();
+    connected_ = true;
+    return {};
+  }
+
+  void close() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    stream_.close();
+    connected_ = false;
+  }
+
+  // One request and its answer on the open connection, all within `timeout`. On
+  // failure sets `ec`, and `stale` when nothing at all came back.
+  template <typename Body>
+  std::optional<Answer> exchange(http::request<Body>& req, milliseconds timeout,
+                                 beast::error_code& ec, bool& stale) {
+    stream_.expires_after(timeout);
+    beast::error_code write_ec =
+        run([&](auto handler) { http::async_write(stream_, req, std::move(handler)); });
+    if (write_ec == beast::error::timeout) {
+      ec = write_ec;
+      return std::nullopt;
+    }
+    // Read even after a failed write: the server may have answered before closing
+    // (an error for an oversized body, say), and that answer is the useful one.
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(boost::none);
+    beast::error_code read_ec =
+        run([&](auto handler) { http::async_read(stream_, buffer_, parser, std::move(handler)); });
+    if (read_ec) {
+      ec = write_ec ? write_ec : read_ec;
+      stale = !parser.got_some() && is_stale_connection_error(ec);
+      return std::nullopt;
+    }
+    auto response = parser.release();
+    Answer answer;
+    answer.status = response.result_int();
+    if (auto it = response.find(kFormatHeader); it != response.end()) {
+      answer.format = std::string(it->value());
+    }
+    last_body_ = std::move(response.body());
+    if (write_ec || !response.keep_alive()) close();
+    return answer;
+  }
+
+  std::string address_;
+  HostPort target_;
+  ClientOptions options_;
+  asio::io_context io_;
+  beast::tcp_stream stream_{io_};
+  beast::flat_buffer buffer_;
+  asio::ip::tcp::resolver::results_type endpoints_;
+  bool connected_ = false;
+  std::string last_body_;
+};
+
+Client::Client(std::string_view address, ClientOptions options)
+    : impl_(std::make_unique<Impl>(address, options)) {}
+Client::~Client() = default;
+Client::Client(Client&&) noexcept = default;
+Client& Client::operator=(Client&&) noexcept = default;
+
+const std::string& Client::address() const { return impl_->address(); }
+
+const std::string& Client::last_response_body() const { return impl_->last_body(); }
+
+Result<void> Client::write(std::string_view key, std::string_view json_value,
+                           std::string_view location) {
+  if (auto valid = validate_key(key); !valid) return valid;
+  if (!json::accept(json_value)) {
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("value is not valid JSON: {}", shorten(json_value)));
+  }
+  // The value's text is spliced in as given: no parse and re-serialisation.
+  std::string body = fmt::format(R"({{"key":{},"value":{},"location":{}}})", quote(key),
+                                 json_value, quote(location));
+  auto answer = impl_->call(http::verb::post, "/write", std::move(body));
+  if (!answer) return tl::unexpected(answer.error());
+  return {};
+}
+
+Result<std::uint64_t> Client::write_bytes(std::string_view key, std::span<const std::byte> data,
+                                          std::string_view location, std::string_view format) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  std::string target = fmt::format("/write_extended?key={}&location={}&format={}", url_encode(key),
+                                   url_encode(location), url_encode(format));
+  http::request<http::span_body<const char>> req{http::verb::post, target, 11};
+  req.set(http::field::content_type, "application/octet-stream");
+  req.set(http::field::accept, "application/json");
+  req.body() = beast::span<const char>(reinterpret_cast<const char*>(data.data()), data.size());
+  auto sent = impl_->send(req, impl_->options().timeout);
+  if (!sent) return tl::unexpected(sent.error());
+  auto answer = impl_->parse_last_body();
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) { return j.at("size").get<std::uint64_t>(); });
+}
+
+Result<std::uint64_t> Client::write_bytes(std::string_view key, std::string_view data,
+                                          std::string_view location, std::string_view format) {
+  return write_bytes(key, std::as_bytes(std::span<const char>(data.data(), data.size())), location,
+                     format);
+}
+
+Result<std::string> Client::read(std::string_view key) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  auto answer = impl_->call(http::verb::get, "/read/" + url_encode(key));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    return j.at("value").dump(-1, ' ', false, json::error_handler_t::replace);
+  });
+}
+
+Result<BytesValue> Client::read_bytes(std::string_view key) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  http::request<http::empty_body> req{http::verb::get, "/read_extended/" + url_encode(key), 11};
+  req.set(http::field::accept, "application/octet-stream");
+  auto answer = impl_->send(req, impl_->options().timeout);
+  if (!answer) return tl::unexpected(answer.error());
+  return BytesValue{impl_->take_last_body(), answer->format.empty() ? "bytes" : answer->format};
+}
+
+Result<void> Client::release(std::string_view key) {
+  if (auto valid = validate_key(key); !valid) return valid;
+  auto answer = impl_->call(http::verb::delete_, "/release/" + url_encode(key));
+  if (!answer) return tl::unexpected(answer.error());
+  return {};
+}
+
+Result<MoveResult> Client::move(std::string_view key, std::string_view destination) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  std::string body =
+      fmt::format(R"({{"key":{},"destination":{}}})", quote(key), quote(destination));
+  auto answer =
+      impl_->call(http::verb::post, "/move", std::move(body), impl_->options().move_timeout);
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    MoveResult r;
+    r.key = j.at("key").get<std::string>();
+    r.source = j.at("source").get<std::string>();
+    r.destination = j.at("destination").get<std::string>();
+    r.size = j.value("size", std::uint64_t{0});
+    r.seconds = j.value("seconds", 0.0);
+    r.read_pointer_json = read_pointer_text(j);
+    return r;
+  });
+}
+
+Result<LocationInfo> Client::get_location(std::string_view key) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  auto answer = impl_->call(http::verb::get, "/location/" + url_encode(key));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    LocationInfo info;
+    info.key = j.at("key").get<std::string>();
+    info.location = j.at("location").get<std::string>();
+    info.replicas = replicas_from_json(j.at("locations"));
+    return info;
+  });
+}
+
+Result<std::map<std::string, std::vector<ReplicaInfo>>> Client::list_locations() {
+  auto answer = impl_->call(http::verb::get, "/locations");
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    std::map<std::string, std::vector<ReplicaInfo>> out;
+    for (const auto& [key, replicas] : j.at("locations").items()) {
+      out.emplace(key, replicas_from_json(replicas));
+    }
+    return out;
+  });
+}
+
+Result<std::string> Client::stats() {
+  auto answer = impl_->call(http::verb::get, "/stats");
+  if (!answer) return tl::unexpected(answer.error());
+  auto stats = answer->find("stats");
+  if (stats == answer->end() || !stats->is_object()) {
+    return make_error(ErrorCode::kProtocol, fmt::format("unexpected answer from server: {}",
+                                                        shorten(impl_->last_body())));
+  }
+  return stats->dump();
+}
+
+Result<std::uint64_t> Client::set_max_memory(std::string_view size) {
+  auto answer = impl_->call(http::verb::post, "/set_max_memory/" + url_encode(size));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) { return j.at("max_memory").get<std::uint64_t>(); });
+}
+
+Result<std::string> Client::health() {
+  auto answer = impl_->call(http::verb::get, "/health");
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) { return j.value("version", std::string()); });
+}
+
+}  // namespace gswarm

@@ -1,0 +1,74 @@
+#include "server/http_message.hpp"
+
+#include <nlohmann/json.hpp>
+
+namespace gswarm::server {
+
+Response json_response(std::string body, int status) {
+  Response r;
+  r.status = status;
+  r.head = std::move(body);
+  return r;
+}
+
+Response error_response(const Error& error) {
+  nlohmann::json body = {{"detail", error.message}, {"code", error_code_name(error.code)}};
+  return json_response(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                       http_status(error.code));
+}
+
+Response error_response(ErrorCode code, std::string message) {
+  return error_response(Error{code, std::move(message)});
+}
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+Result<std::string> percent_decode(std::string_view text, bool plus_is_space) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == '%') {
+      int hi = i + 2 < text.size() ? hex_value(text[i + 1]) : -1;
+      int lo = i + 2 < text.size() ? hex_value(text[i + 2]) : -1;
+      if (hi < 0 || lo < 0) {
+        return make_error(ErrorCode::kBadRequest, "bad percent-encoding in the request target");
+      }
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+Result<std::map<std::string, std::string>> parse_query(std::string_view query) {
+  std::map<std::string, std::string> out;
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    if (pair.empty()) continue;
+    auto eq = pair.find('=');
+    auto name = percent_decode(pair.substr(0, eq), true);
+    auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
+    if (!name) return tl::unexpected(name.error());
+    if (!value) return tl::unexpected(value.error());
+    out[std::move(*name)] = std::move(*value);
+  }
+  return out;
+}
+
+}  // namespace gswarm::server

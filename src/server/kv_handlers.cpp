@@ -1,0 +1,299 @@
+#include "server/kv_handlers.hpp"
+
+#include <cstring>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "core/base64.hpp"
+#include "core/key.hpp"
+#include "core/size.hpp"
+#include "storage/system_memory.hpp"
+
+namespace gswarm::server {
+namespace {
+
+using nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+Result<json> parse_object(const std::string& body) {
+  if (body.empty()) return make_error(ErrorCode::kBadRequest, "request body is empty: expected a JSON object");
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return make_error(ErrorCode::kBadRequest, "request body is not valid JSON");
+  if (!j.is_object()) return make_error(ErrorCode::kBadRequest, "request body must be a JSON object");
+  return j;
+}
+
+Result<std::string> string_field(const json& body, const char* name, const char* fallback = nullptr) {
+  auto it = body.find(name);
+  if (it == body.end() || (it->is_null() && fallback != nullptr)) {
+    if (fallback != nullptr) return std::string(fallback);
+    return make_error(ErrorCode::kBadRequest, fmt::format("missing field '{}'", name));
+  }
+  if (!it->is_string()) {
+    return make_error(ErrorCode::kBadRequest, fmt::format("field '{}' must be a string", name));
+  }
+  return it->get<std::string>();
+}
+
+Result<Location> usable_location(std::string_view name, Context& ctx) {
+  auto loc = Location::parse(name);
+  if (!loc) return loc;
+  if (auto ok = ctx.store.check_location(*loc); !ok) return tl::unexpected(ok.error());
+  return loc;
+}
+
+json read_pointer_json(const std::optional<ReadPointer>& rp) {
+  if (!rp) return nullptr;
+  return {{"kind", rp->kind}, {"path", rp->path}, {"offset", rp->offset}, {"size", rp->size}};
+}
+
+json replica_json(const ReplicaInfo& r) {
+  return {{"location", r.location.name()},
+          {"size", r.size},
+          {"last_accessed", r.last_accessed},
+          {"copy_status", copy_status_name(r.status)},
+          {"copy_progress", r.progress},
+          {"read_pointer", read_pointer_json(r.read_pointer)}};
+}
+
+Response write_success(const std::string& key, const WriteResult& w, bool extended) {
+  json body = {{"status", "success"}, {"key", key}, {"location", w.location.name()}};
+  if (extended) {
+    body["size"] = w.size;
+    body["format"] = w.format;
+  }
+  return json_response(dump(body));
+}
+
+// Commits a received value: now for DRAM, on a mover thread for other tiers.
+Reply commit(PendingWrite pending, Context& ctx, bool extended) {
+  auto finish = [&store = ctx.store, extended](PendingWrite p) -> Response {
+    std::string key = p.key();
+    auto written = store.commit_write(std::move(p));
+    if (!written) return error_response(written.error());
+    return write_success(key, *written, extended);
+  };
+  if (!pending.needs_io()) return finish(std::move(pending));
+  auto shared = std::make_shared<PendingWrite>(std::move(pending));
+  return Reply(std::function<Response()>([finish, shared] { return finish(std::move(*shared)); }));
+}
+
+Reply store_bytes(Context& ctx, std::string key, Location loc, std::string format,
+                  std::string_view bytes, bool extended) {
+  auto pending = ctx.store.prepare_write(std::move(key), loc, bytes.size(), std::move(format));
+  if (!pending) return error_response(pending.error());
+  if (!bytes.empty()) std::memcpy(pending->buffer().data(), bytes.data(), bytes.size());
+  return commit(std::move(*pending), ctx, extended);
+}
+
+Result<ValueView> read_value(const Request& req, Context& ctx) {
+  if (auto ok = validate_key(req.param); !ok) return tl::unexpected(ok.error());
+  return ctx.store.read(req.param);
+}
+
+}  // namespace
+
+Reply handle_write(Request& req, Context& ctx) {
+  auto body = parse_object(req.body);
+  if (!body) return error_response(body.error());
+  auto key = string_field(*body, "key");
+  if (!key) return error_response(key.error());
+  auto value = body->find("value");
+  if (value == body->end()) return error_response(ErrorCode::kBadRequest, "missing field 'value'");
+  auto loc_name = string_field(*body, "location", "dram");
+  if (!loc_name) return error_response(loc_name.error());
+  auto loc = usable_location(*loc_name, ctx);
+  if (!loc) return error_response(loc.error());
+  return store_bytes(ctx, std::move(*key), *loc, "json", dump(*value), false);
+}
+
+Result<PendingWrite> prepare_raw_value(const Request& req, std::uint64_t size, Context& ctx) {
+  auto key = req.query.find("key");
+  if (key == req.query.end()) {
+    return make_error(ErrorCode::kBadRequest,
+                      "raw /write_extended needs the key in the query string: ?key=...");
+  }
+  auto loc_it = req.query.find("location");
+  auto loc = usable_location(loc_it == req.query.end() ? "dram" : loc_it->second, ctx);
+  if (!loc) return tl::unexpected(loc.error());
+  auto format = req.query.find("format");
+  return ctx.store.prepare_write(key->second, *loc, size,
+                                 format == req.query.end() ? "bytes" : format->second);
+}
+
+Reply handle_write_extended(Request& req, Context& ctx) {
+  if (req.value) return commit(std::move(*req.value), ctx, true);
+  auto body = parse_object(req.body);
+  if (!body) return error_response(body.error());
+  auto key = string_field(*body, "key");
+  if (!key) return error_response(key.error());
+  auto loc_name = string_field(*body, "location", "dram");
+  if (!loc_name) return error_response(loc_name.error());
+  auto sv = body->find("serialized_value");
+  if (sv == body->end() || !sv->is_object()) {
+    return error_response(ErrorCode::kBadRequest,
+                          "missing field 'serialized_value': expected {\"type\": ..., \"data\": ...}");
+  }
+  auto type = string_field(*sv, "type");
+  if (!type) return error_response(type.error());
+  auto data = sv->find("data");
+  if (data == sv->end()) return error_response(ErrorCode::kBadRequest, "missing field 'serialized_value.data'");
+  auto loc = usable_location(*loc_name, ctx);
+  if (!loc) return error_response(loc.error());
+  if (*type == "json") return store_bytes(ctx, std::move(*key), *loc, "json", dump(*data), true);
+  if (!data->is_string()) {
+    return error_response(ErrorCode::kBadRequest,
+                          "'serialized_value.data' must be a base64 string for non-JSON types");
+  }
+  auto bytes = base64_decode(data->get_ref<const std::string&>());
+  if (!bytes) return error_response(bytes.error());
+  return store_bytes(ctx, std::move(*key), *loc, std::move(*type), *bytes, true);
+}
+
+Reply handle_read(Request& req, Context& ctx) {
+  auto view = read_value(req, ctx);
+  if (!view) return error_response(view.error());
+  if (view->format != "json") {
+    return error_response(ErrorCode::kWrongFormat,
+                          fmt::format("key '{}' holds a '{}' value, not JSON: read it with "
+                                      "/read_extended", req.param, view->format));
+  }
+  Response r;
+  r.head = R"({"key":)" + dump(req.param) + R"(,"value":)";
+  r.value = std::move(*view);
+  r.tail = R"(,"found":true})";
+  return r;
+}
+
+Reply handle_read_extended(Request& req, Context& ctx) {
+  auto view = read_value(req, ctx);
+  if (!view) return error_response(view.error());
+  if (req.accept.find("application/octet-stream") != std::string::npos) {
+    Response r;
+    r.content_type = "application/octet-stream";
+    r.headers.emplace_back("X-Gswarm-Format", view->format);
+    r.value = std::move(*view);
+    return r;
+  }
+  Response r;
+  r.head = R"({"key":)" + dump(req.param) + R"(,"serialized_value":{"type":)" + dump(view->format) +
+           R"(,"data":)";
+  if (view->format == "json") {
+    r.value = std::move(*view);
+  } else {
+    r.head += '"' + base64_encode(view->text()) + '"';
+  }
+  r.tail = R"(},"found":true})";
+  return r;
+}
+
+Reply handle_release(Request& req, Context& ctx) {
+  if (auto ok = validate_key(req.param); !ok) return error_response(ok.error());
+  return Reply(std::function<Response()>([&store = ctx.store, key = req.param] {
+    if (auto ok = store.release(key); !ok) return error_response(ok.error());
+    return json_response(dump({{"status", "success"}, {"key", key}}));
+  }));
+}
+
+Reply handle_move(Request& req, Context& ctx) {
+  auto body = parse_object(req.body);
+  if (!body) return error_response(body.error());
+  auto key = string_field(*body, "key");
+  if (!key) return error_response(key.error());
+  if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
+  auto dest_name = string_field(*body, "destination");
+  if (!dest_name) return error_response(dest_name.error());
+  auto dest = usable_location(*dest_name, ctx);
+  if (!dest) return error_response(dest.error());
+  return Reply(std::function<Response()>([&store = ctx.store, key = std::move(*key), dest = *dest] {
+    auto moved = store.move(key, dest);
+    if (!moved) return error_response(moved.error());
+    return json_response(dump({{"status", "success"},
+                               {"key", key},
+                               {"source", moved->source.name()},
+                               {"destination", moved->destination.name()},
+                               {"size", moved->size},
+                               {"seconds", moved->seconds},
+                               {"read_pointer", read_pointer_json(moved->read_pointer)}}));
+  }));
+}
+
+Reply handle_location(Request& req, Context& ctx) {
+  if (auto ok = validate_key(req.param); !ok) return error_response(ok.error());
+  auto where = ctx.store.location(req.param);
+  if (!where) return error_response(where.error());
+  json replicas = json::array();
+  for (const auto& r : where->replicas) replicas.push_back(replica_json(r));
+  return json_response(dump({{"key", where->key},
+                             {"location", where->primary.name()},
+                             {"format", where->format},
+                             {"locations", std::move(replicas)}}));
+}
+
+Reply handle_locations(Request& req, Context& ctx) {
+  json all = json::object();
+  for (const auto& k : ctx.store.locations()) {
+    json replicas = json::array();
+    for (const auto& r : k.replicas) replicas.push_back(replica_json(r));
+    all[k.key] = std::move(replicas);
+  }
+  return json_response(dump({{"locations", std::move(all)}}));
+}
+
+Reply handle_stats(Request& req, Context& ctx) {
+  StoreStats s = ctx.store.stats();
+  SystemMemory m = system_memory();
+  auto percent = [](std::uint64_t used, std::uint64_t limit) {
+    return limit == 0 ? 0.0 : 100.0 * static_cast<double>(used) / static_cast<double>(limit);
+  };
+  json stats = {
+      {"current_size", s.dram_used},
+      {"max_size", s.dram_limit},
+      {"usage_percent", percent(s.dram_used, s.dram_limit)},
+      {"current_dram_size", s.dram_used},
+      {"max_dram_size", s.dram_limit},
+      {"dram_usage_percent", percent(s.dram_used, s.dram_limit)},
+      {"current_pinned_size", s.pinned_used},
+      {"max_pinned_size", s.pinned_limit},
+      {"total_keys", s.total_keys},
+      {"persistent_keys", s.disk_keys},
+      {"volatile_keys", s.total_keys - std::min(s.total_keys, s.disk_keys)},
+      {"location_counts", s.location_counts},
+      {"dram_keys", s.dram_keys},
+      {"pinned_keys", s.pinned_keys},
+      {"disk_keys", s.disk_keys},
+      {"device_keys", s.device_keys},
+      {"disk_usage", s.disk_used},
+      {"max_disk_size", s.disk_limit},
+      {"disk_path", s.disk_path},
+      {"gpu_stats", json::object()},
+      {"active_moves", s.active_moves},
+      {"move_threads", s.move_threads},
+      {"host_cache_bytes", s.host_cache_bytes},
+      {"memory_info",
+       {{"total", m.total}, {"available", m.available}, {"used", m.used}, {"percent", m.percent}}},
+  };
+  return json_response(dump({{"stats", std::move(stats)}}));
+}
+
+Reply handle_set_max_memory(Request& req, Context& ctx) {
+  auto size = parse_size(req.param);
+  if (!size) return error_response(size.error());
+  if (*size == 0) return error_response(ErrorCode::kInvalidSize, "max memory must be greater than 0");
+  ctx.store.set_max_memory(*size);
+  return json_response(dump({{"status", "success"}, {"max_memory", *size}}));
+}
+
+Reply handle_health(Request& req, Context& ctx) {
+  return json_response(dump({{"status", "ok"}, {"version", GSWARM_VERSION}}));
+}
+
+Reply handle_send(Request& req, Context& ctx) {
+  return error_response(ErrorCode::kNotSupported,
+                        "node-to-node transfer (/send, /send_extended) is not supported by this "
+                        "server yet");
+}
+
+}  // namespace gswarm::server

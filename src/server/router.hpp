@@ -1,0 +1,37 @@
+// The route table: one place that says which method and path reach which
+// handler and what body each takes. Matching is a function from (method, path)
+// to a route, so it is tested without a socket.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "server/kv_handlers.hpp"
+
+namespace gswarm::server {
+
+enum class BodyKind {
+  kNone,         // no body expected (any body is ignored)
+  kJson,         // JSON object, up to Limits::max_request_size
+  kJsonOrValue,  // JSON, or a raw application/octet-stream value streamed into a tier
+};
+
+using Handler = Reply (*)(Request&, Context&);
+
+struct Route {
+  std::string_view method;
+  std::string_view path;  // exact path, or prefix ending in '/' when has_param
+  bool has_param;         // the rest of the path is one percent-encoded parameter
+  BodyKind body;
+  Handler handler;
+};
+
+struct RouteMatch {
+  const Route* route = nullptr;  // null: `error` is the response to send
+  std::string param;             // decoded
+  Response error;
+};
+
+RouteMatch match_route(std::string_view method, std::string_view path);
+
+}  // namespace gswarm::server

@@ -1,0 +1,27 @@
+// DramTier: values in host memory, counted against --max-memory. The only tier
+// `read` serves. Large values use HostBlock's pre-faulted, reused mappings.
+#pragma once
+
+#include <memory>
+
+#include "storage/host_memory.hpp"
+#include "storage/tier.hpp"
+
+namespace gswarm {
+
+class DramTier final : public Tier {
+ public:
+  explicit DramTier(std::uint64_t max_memory)
+      : counter_(std::make_shared<LimitCounter>("--max-memory", max_memory)) {}
+
+  Location location() const override { return Location::dram(); }
+  Result<std::unique_ptr<Extent>> allocate(std::uint64_t size, std::string_view key,
+                                           std::string_view format) override;
+  TierUsage usage() const override { return {counter_->used(), counter_->limit()}; }
+  void set_limit(std::uint64_t bytes) { counter_->set_limit(bytes); }
+
+ private:
+  std::shared_ptr<LimitCounter> counter_;
+};
+
+}  // namespace gswarm

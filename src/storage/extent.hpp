@@ -1,0 +1,62 @@
+// Extent: the bytes of one replica of one value, in one tier.
+//
+// A tier's allocate() returns an unsealed extent the caller fills with write()
+// (or directly through host_data() for host-addressable tiers), then seal()s.
+// Once installed in the Store an extent is read-only and shared (shared_ptr):
+// readers and movers may hold it after the key was released or overwritten, and
+// the bytes stay valid until the last holder lets go. discard() ends the extent's
+// persistent life (the disk tier unlinks its file); memory is freed by the
+// destructor.
+//
+// Thread-safety: read(), host_data() and read_pointer() may run concurrently on a
+// sealed extent. write() and seal() belong to the single thread filling it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <gswarm/error.hpp>
+
+#include "core/location.hpp"
+
+namespace gswarm {
+
+// Where another local process can find a replica's bytes without a copy
+// (doc/read-pointers.md). Only fields meaningful for `kind` are set.
+struct ReadPointer {
+  std::string kind;  // "file" (disk); later "shm" and "cuda_ipc"
+  std::string path;
+  std::uint64_t offset = 0;
+  std::uint64_t size = 0;
+};
+
+class Extent {
+ public:
+  virtual ~Extent() = default;
+
+  virtual Location location() const = 0;
+  virtual std::uint64_t size() const = 0;
+
+  // The bytes, when the CPU can address them (dram, pinned_dram); else nullptr.
+  virtual std::byte* host_data() { return nullptr; }
+  const std::byte* host_data() const { return const_cast<Extent*>(this)->host_data(); }
+
+  // Copies bytes [offset, offset + out.size()) into host memory.
+  [[nodiscard]] virtual Result<void> read(std::uint64_t offset, std::span<std::byte> out) const;
+  // Stores `in` at [offset, offset + in.size()). Before seal() only; tiers may
+  // require sequential writes (the disk tier does).
+  [[nodiscard]] virtual Result<void> write(std::uint64_t offset, std::span<const std::byte> in);
+  // Makes the extent durable and complete. Blocking for the disk tier.
+  [[nodiscard]] virtual Result<void> seal() { return {}; }
+  // Checks a full copy of the bytes against the tier's own checksum, if it has one.
+  [[nodiscard]] virtual Result<void> verify(std::span<const std::byte> copy) const { return {}; }
+  // Removes the bytes for good (the replica is gone). Idempotent.
+  virtual void discard() {}
+
+  virtual std::optional<ReadPointer> read_pointer() const { return std::nullopt; }
+};
+
+}  // namespace gswarm

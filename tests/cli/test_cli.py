@@ -1,0 +1,325 @@
+"""The `gswarm data` commands, run the way a user runs them.
+
+Every CLI example of the Data API reference for write, read, release, move-data,
+get-location, list-locations and stats runs here exactly as written, with only
+`--host 127.0.0.1:PORT` added. GSWARM_BINARY names the binary under test.
+"""
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+
+BINARY = os.environ.get("GSWARM_BINARY", "gswarm")
+COMMAND_TIMEOUT = 60
+START_TIMEOUT = 30
+LISTENING = re.compile(r"gswarm listening on (\S+):(\d+)")
+
+
+class Server:
+    """One `gswarm data start` process on an ephemeral port."""
+
+    def __init__(self, disk_path, log_path):
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [BINARY, "data", "start", "--host", "127.0.0.1", "--port", "0",
+             "--disk-path", str(disk_path)],
+            stdout=subprocess.PIPE, stderr=self.log, text=True)
+        lines = queue.Queue()
+        # Reads stdout to its end so the server never blocks on a full pipe; the
+        # first lines are handed over until the port is known.
+        self.reader = threading.Thread(target=self._drain, args=(lines,), daemon=True)
+        self.reader.start()
+        self.address = None
+        try:
+            while self.address is None:
+                line = lines.get(timeout=START_TIMEOUT)
+                if line is None:
+                    break
+                match = LISTENING.search(line)
+                if match:
+                    self.address = f"{match.group(1)}:{match.group(2)}"
+        except queue.Empty:
+            pass
+        if self.address is None:
+            self.stop()
+            with open(log_path) as log:
+                raise RuntimeError(f"gswarm did not start; its stderr:\n{log.read()}")
+
+    def _drain(self, lines):
+        for line in self.proc.stdout:
+            lines.put(line)
+        lines.put(None)
+        self.proc.stdout.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout=10)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gswarm")
+    (root / "disk").mkdir()
+    srv = Server(root / "disk", root / "server.log")
+    yield srv
+    assert srv.stop() == 0, "the server should exit cleanly on SIGTERM"
+
+
+def run(*args, host=None):
+    """Runs `gswarm data ARGS... [--host HOST]`."""
+    argv = [BINARY, "data", *args]
+    if host is not None:
+        argv += ["--host", host]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+
+
+def ok(result):
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    return result.stdout
+
+
+def one_error_line(result):
+    """Asserts a clean failure: exit status 1, one `error: ` line on stderr."""
+    assert result.returncode == 1, f"exit {result.returncode}, stderr: {result.stderr!r}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got: {result.stderr!r}"
+    assert lines[0].startswith("error: "), lines[0]
+    assert result.stdout == ""
+    return lines[0]
+
+
+def gpu_count(server):
+    stats = json.loads(ok(run("stats", "--json", host=server.address)))
+    return len(stats["stats"]["gpu_stats"])
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# ---- the reference's examples, as written ---------------------------------------
+
+def test_spec_write_examples(server):
+    host = server.address
+    assert ok(run("write", "user:123", "john_doe", host=host)).strip() == "Wrote 'user:123' to dram"
+
+    result = run("write", "model:weights", "large_tensor", "--location", "device:0", host=host)
+    if gpu_count(server) > 0:
+        assert ok(result).strip() == "Wrote 'model:weights' to device:0"
+    else:
+        line = one_error_line(result)
+        assert "device:0" in line
+
+    assert ok(run("write", "backup:data", "important_data", "--location", "disk",
+                  host=host)).strip() == "Wrote 'backup:data' to disk"
+    assert "disk" in ok(run("get-location", "backup:data", host=host))
+
+
+def test_spec_read_example(server):
+    ok(run("write", "user:123", "john_doe", host=server.address))
+    assert ok(run("read", "user:123", host=server.address)) == "john_doe\n"
+
+
+def test_spec_release_example(server):
+    ok(run("write", "user:123", "john_doe", host=server.address))
+    assert ok(run("release", "user:123", host=server.address)).strip() == "Released 'user:123'"
+    one_error_line(run("read", "user:123", host=server.address))
+
+
+def test_spec_move_data_examples(server):
+    host = server.address
+    gpus = gpu_count(server)
+    weights_location = "device:0" if gpus > 0 else "dram"
+    ok(run("write", "model:weights", "large_tensor", "--location", weights_location, host=host))
+    ok(run("write", "input:batch", "batch_0", host=host))
+    ok(run("write", "results:final", "done", host=host))
+
+    # Without a GPU the value starts in DRAM: the move succeeds and changes nothing.
+    ok(run("move-data", "model:weights", "dram", host=host))
+    assert ok(run("read", "model:weights", host=host)) == "large_tensor\n"
+
+    result = run("move-data", "input:batch", "device:1", host=host)
+    if gpus >= 2:
+        assert "device:1" in ok(result)
+    else:
+        assert "device:1" in one_error_line(result)
+        assert ok(run("read", "input:batch", host=host)) == "batch_0\n", "a failed move keeps the value"
+
+    out = ok(run("move-data", "results:final", "disk", host=host))
+    assert out.startswith("Moved 'results:final' from dram to disk")
+    location = ok(run("get-location", "results:final", host=host))
+    assert "Primary:  disk" in location
+
+
+def test_spec_get_location_example(server):
+    ok(run("write", "user:123", "john_doe", host=server.address))
+    out = ok(run("get-location", "user:123", host=server.address))
+    assert "Key:      user:123" in out
+    assert "Primary:  dram" in out
+    assert re.search(r"dram\s+\d+ B\s+complete\s+100%", out), out
+
+
+def test_spec_list_locations_example(server):
+    ok(run("write", "list:a", "x", host=server.address))
+    ok(run("write", "list:b", "y", "--location", "disk", host=server.address))
+    out = ok(run("list-locations", host=server.address))
+    lines = out.splitlines()
+    assert any(re.match(r"list:a: dram \(\d+ B, complete\)$", line) for line in lines), out
+    assert any(re.match(r"list:b: disk \(\d+ B, complete\)$", line) for line in lines), out
+
+
+def test_spec_stats_example(server):
+    out = ok(run("stats", host=server.address))
+    for label in ("DRAM:", "Pinned memory:", "GPU memory:", "Disk:", "Keys:", "Active moves:",
+                  "System memory:"):
+        assert label in out, out
+    assert re.search(r"DRAM:\s+\S+ \S+ / \S+ \S+ \(\d+\.\d%\)", out), out
+    if gpu_count(server) == 0:
+        assert re.search(r"GPU memory:\s+none", out), out
+
+
+def test_spec_send_examples_are_not_supported_yet(server):
+    for args in (("send", "user:123", "localhost:9016"),
+                 ("send", "model:weights", "node2:device:1", "--source", "device:0"),
+                 ("send-gpu", "model:weights", "device:0", "node2", "device:1")):
+        assert "not supported" in one_error_line(run(*args, host=server.address))
+
+
+# ---- output formats -----------------------------------------------------------------
+
+def test_json_output_is_the_servers_answer(server):
+    host = server.address
+    written = json.loads(ok(run("write", "json:k", "v", "--json", host=host)))
+    assert written == {"status": "success", "key": "json:k", "location": "dram"}
+    read = json.loads(ok(run("read", "json:k", "--json", host=host)))
+    assert read["value"] == "v" and read["found"] is True
+    location = json.loads(ok(run("get-location", "json:k", "--json", host=host)))
+    assert location["location"] == "dram"
+    assert location["locations"][0]["copy_status"] == "complete"
+    assert "json:k" in json.loads(ok(run("list-locations", "--json", host=host)))["locations"]
+    assert "dram_usage_percent" in json.loads(ok(run("stats", "--json", host=host)))["stats"]
+    moved = json.loads(ok(run("move-data", "json:k", "disk", "--json", host=host)))
+    assert (moved["source"], moved["destination"]) == ("dram", "disk")
+    released = json.loads(ok(run("release", "json:k", "--json", host=host)))
+    assert released["status"] == "success"
+
+
+def test_read_prints_strings_without_quotes(server):
+    ok(run("write", "quote:k", 'say "hi"\nand bye', host=server.address))
+    assert ok(run("read", "quote:k", host=server.address)) == 'say "hi"\nand bye\n'
+
+
+def test_unicode_and_slash_keys(server):
+    for key in ("a/b", "ключ 日本", "plus+sign", "100%"):
+        ok(run("write", key, "v", host=server.address))
+        assert ok(run("read", key, host=server.address)) == "v\n"
+        assert key in ok(run("list-locations", host=server.address))
+        ok(run("release", key, host=server.address))
+
+
+# ---- help and usage -------------------------------------------------------------------
+
+COMMAND_OPTIONS = {
+    "write": ["KEY", "VALUE", "--location", "--host", "--json"],
+    "read": ["KEY", "--host", "--json"],
+    "release": ["KEY", "--host", "--json"],
+    "move-data": ["KEY", "DESTINATION", "--host", "--json"],
+    "get-location": ["KEY", "--host", "--json"],
+    "list-locations": ["--host", "--json"],
+    "stats": ["--host", "--json"],
+    "send": ["KEY", "TARGET", "--source", "--host"],
+    "send-gpu": ["KEY", "SOURCE_DEVICE", "TARGET_NODE", "TARGET_DEVICE", "--host"],
+    "start": ["--host", "--port", "--max-memory"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_OPTIONS))
+def test_help(command):
+    out = ok(run(command, "--help"))
+    for option in COMMAND_OPTIONS[command]:
+        assert option in out, f"{command} --help does not mention {option}:\n{out}"
+    if command != "start":
+        assert "localhost:9015" in out, "--host's default should be shown"
+
+
+def test_data_help_lists_commands():
+    out = ok(run("--help"))
+    for command in COMMAND_OPTIONS:
+        assert command in out
+
+
+def test_usage_errors_exit_2():
+    for args in (("read",), ("write", "only-key"), ("stats", "--no-such-option"), ("no-such-command",)):
+        result = run(*args)
+        assert result.returncode == 2, (args, result.returncode, result.stderr)
+        assert result.stderr.strip().splitlines()[0].startswith("error: ")
+
+
+# ---- failures -----------------------------------------------------------------------
+
+def test_server_down_is_one_clear_line():
+    host = f"127.0.0.1:{free_port()}"
+    for args in (("read", "user:123"), ("write", "k", "v"), ("stats",), ("list-locations",)):
+        line = one_error_line(run(*args, host=host))
+        assert f"cannot connect to {host}" in line
+        assert "gswarm data start" in line
+
+
+def test_default_host_is_localhost_9015():
+    result = run("stats")
+    if result.returncode == 0:
+        pytest.skip("a server is running on localhost:9015")
+    assert "localhost:9015" in one_error_line(result)
+
+
+def test_missing_key(server):
+    for args in (("read", "no:such:key"), ("release", "no:such:key"), ("get-location", "no:such:key"),
+                 ("move-data", "no:such:key", "disk")):
+        assert "no:such:key" in one_error_line(run(*args, host=server.address))
+
+
+def test_read_of_a_disk_key_says_to_move_it(server):
+    ok(run("write", "archived", "v", "--location", "disk", host=server.address))
+    line = one_error_line(run("read", "archived", host=server.address))
+    assert "disk" in line
+    assert "move-data" in line
+
+
+def test_bad_location_is_refused_before_sending(server):
+    for args in (("write", "k", "v", "--location", "moon"), ("move-data", "k", "gpu:x")):
+        line = one_error_line(run(*args, host=server.address))
+        assert "dram, pinned_dram, device:N, disk" in line
+    # Refused client-side: no server needed.
+    one_error_line(run("write", "k", "v", "-l", "moon", host=f"127.0.0.1:{free_port()}"))
+
+
+def test_start_refuses_a_bad_max_memory(tmp_path):
+    try:
+        result = subprocess.run(
+            [BINARY, "data", "start", "--host", "127.0.0.1", "--port", "0", "--disk-path",
+             str(tmp_path), "--max-memory", "12XB"],
+            capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        pytest.fail("gswarm data start accepted --max-memory 12XB and kept running")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "12XB" in lines[0]
+    assert "listening" not in result.stdout
