@@ -369,7 +369,8 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
       }
       drop(it->second.path, "superseded by a newer write of the same key");
     }
-    newest[key] = Candidate{h.sequence, path, std::move(key), std::move(format), h};
+    Candidate candidate{h.sequence, path, key, std::move(format), h};
+    newest.insert_or_assign(std::move(key), std::move(candidate));
   }
   if (ec) {
     return make_error(ErrorCode::kIo, fmt::format("cannot scan {}: {}",

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs dependencies, builds, and runs the whole test suite: unit and
+# integration tests (GoogleTest) and the CLI tests (pytest), all through ctest.
+# Arguments go to ctest, e.g. ./scripts/test.sh -L unit or -R Disk.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/build.sh
+ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"

@@ -1,0 +1,120 @@
+#include "storage/disk_tier.hpp"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <random>
+
+#include "core/size.hpp"
+
+namespace gswarm {
+namespace {
+
+namespace fs = std::filesystem;
+
+class DiskTierTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() / ("gswarm-disk-test-" + std::to_string(std::random_device{}()));
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  std::unique_ptr<DiskTier> open(std::uint64_t max = 0) {
+    auto t = DiskTier::open(root_, max);
+    EXPECT_TRUE(t) << t.error().message;
+    return std::move(*t);
+  }
+  static std::span<const std::byte> bytes(std::string_view s) {
+    return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+  }
+  std::unique_ptr<Extent> store(DiskTier& tier, std::string_view key, std::string_view value) {
+    auto e = tier.allocate(value.size(), key, "bytes");
+    EXPECT_TRUE(e);
+    EXPECT_TRUE((*e)->write(0, bytes(value)));
+    EXPECT_TRUE((*e)->seal());
+    return std::move(*e);
+  }
+  std::vector<fs::path> files() {
+    std::vector<fs::path> out;
+    for (auto& f : fs::recursive_directory_iterator(root_)) {
+      if (f.is_regular_file()) out.push_back(f.path());
+    }
+    return out;
+  }
+
+  fs::path root_;
+};
+
+TEST_F(DiskTierTest, FileNamesComeFromTheKeyHashInsideTheRoot) {
+  auto tier = open();
+  auto e = store(*tier, "../../etc/passwd", "x");
+  auto all = files();
+  ASSERT_EQ(all.size(), 1u);
+  auto rel = fs::relative(all[0], root_).string();
+  EXPECT_TRUE(rel.starts_with("values/")) << rel;
+  EXPECT_EQ(rel.find("passwd"), std::string::npos);
+  EXPECT_EQ(e->read_pointer()->path, all[0].string());
+}
+
+TEST_F(DiskTierTest, RecoverDropsTemporariesCorruptAndSupersededFiles) {
+  {
+    auto tier = open();
+    auto a = store(*tier, "a", "first");
+    auto b = store(*tier, "a", "second");  // newer sequence for the same key
+    auto c = store(*tier, "c", "corrupt me");
+    auto unfinished = tier->allocate(10, "tmp", "bytes");  // left unsealed
+    ASSERT_TRUE(unfinished);
+    ASSERT_TRUE((*unfinished)->write(0, bytes("12345")));
+    // Damage c's header.
+    auto path = c->read_pointer()->path;
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x7f');
+    f.close();
+    std::ofstream(root_ / "tmp" / "stray.tmp") << "partial";
+    (*unfinished).release();  // simulate a crash: no destructor, the temporary stays
+  }
+  auto tier = open();
+  auto recovered = tier->recover();
+  ASSERT_TRUE(recovered);
+  ASSERT_EQ(recovered->size(), 1u);
+  EXPECT_EQ((*recovered)[0].key, "a");
+  std::string out(6, '\0');
+  ASSERT_TRUE((*recovered)[0].extent->read(0, {reinterpret_cast<std::byte*>(out.data()), 6}));
+  EXPECT_EQ(out, "second");
+  EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
+  EXPECT_EQ(files().size(), 1u);
+}
+
+TEST_F(DiskTierTest, VerifyCatchesPayloadCorruption) {
+  auto tier = open();
+  auto e = store(*tier, "k", "payload");
+  std::string copy = "payload";
+  EXPECT_TRUE(e->verify(bytes(copy)));
+  copy[0] = 'P';
+  auto bad = e->verify(bytes(copy));
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kIo);
+}
+
+TEST_F(DiskTierTest, LimitIsCheckedBeforeWriting) {
+  auto tier = open(1 * kKiB);
+  auto r = tier->allocate(2 * kKiB, "k", "bytes");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kOverLimit);
+  EXPECT_NE(r.error().message.find("--max-disk"), std::string::npos);
+  EXPECT_TRUE(files().empty());
+}
+
+TEST_F(DiskTierTest, DiscardRemovesTheFileAndReleasesTheBytes) {
+  auto tier = open();
+  auto e = store(*tier, "k", "value");
+  EXPECT_GT(tier->usage().used, 0u);
+  e->discard();
+  e.reset();
+  EXPECT_EQ(tier->usage().used, 0u);
+  EXPECT_TRUE(files().empty());
+}
+
+}  // namespace
+}  // namespace gswarm
