@@ -181,10 +181,11 @@ Result<std::string> run_stats(Client& client, const Args&) {
                      format_size(size_field(s, "max_pinned_size")));
   out += fmt::format("GPU memory:     {}\n", gpu_lines(s.value("gpu_stats", json::object())));
   std::uint64_t max_disk = size_field(s, "max_disk_size");
-  out += fmt::format("Disk:           {}{} in {} keys ({})\n",
+  std::uint64_t disk_keys = size_field(s, "disk_keys");
+  out += fmt::format("Disk:           {}{} in {} key{} ({})\n",
                      format_size(size_field(s, "disk_usage")),
-                     max_disk > 0 ? " / " + format_size(max_disk) : std::string(),
-                     size_field(s, "disk_keys"), s.value("disk_path", std::string("?")));
+                     max_disk > 0 ? " / " + format_size(max_disk) : std::string(), disk_keys,
+                     disk_keys == 1 ? "" : "s", s.value("disk_path", std::string("?")));
   std::vector<std::string> counts;
   const json location_counts = s.value("location_counts", json::object());
   for (const auto& [location, keys] : location_counts.items()) {

@@ -160,7 +160,7 @@ TEST_F(ClientTest, KeysWithReservedCharactersRoundTrip) {
   }
   for (const auto& key : keys) EXPECT_TRUE(client_.release(key)) << key;
   EXPECT_FALSE(client_.read("a/b"));
-  EXPECT_TRUE(client_.read("a/b#raw")) << "releasing 'a/b' must not touch 'a/b#raw'";
+  EXPECT_TRUE(client_.read_bytes("a/b#raw")) << "releasing 'a/b' must not touch 'a/b#raw'";
 }
 
 TEST_F(ClientTest, OneClientServesManyCalls) {
@@ -237,6 +237,32 @@ TEST_F(ClientTest, ServerErrorsMapToTheirCodes) {
   auto bad_size = client_.set_max_memory("12XB");
   ASSERT_FALSE(bad_size);
   EXPECT_EQ(bad_size.error().code, ErrorCode::kInvalidSize);
+}
+
+TEST_F(ClientTest, WriteOverTheMemoryLimitIsOverLimit) {
+  ASSERT_TRUE(client_.set_max_memory("1KB"));
+  auto written = client_.write("big", json(std::string(2048, 'x')).dump());
+  ASSERT_FALSE(written);
+  EXPECT_EQ(written.error().code, ErrorCode::kOverLimit) << written.error().message;
+  auto raw = client_.write_bytes("big", std::string(2048, 'x'));
+  ASSERT_FALSE(raw);
+  EXPECT_EQ(raw.error().code, ErrorCode::kOverLimit) << raw.error().message;
+  EXPECT_TRUE(client_.health()) << "the client must recover after the server dropped the body";
+}
+
+TEST(ClientLimitTest, ValueOverTheServersLimitGetsItsAnswerNotABrokenPipe) {
+  // The server answers 413 without reading the body and closes the connection;
+  // the client must report that answer even though its write of the body fails.
+  gswarm::testing::TempDir dir;
+  gswarm::testing::TestServer server(dir.path(), {"--max-value-size", "1MB"});
+  Client client(server.address());
+  const std::string data = binary_value(32 * 1024 * 1024);
+  for (int i = 0; i < 3; ++i) {
+    auto size = client.write_bytes("big", data);
+    ASSERT_FALSE(size);
+    EXPECT_EQ(size.error().code, ErrorCode::kTooLarge) << size.error().message;
+  }
+  EXPECT_TRUE(client.health());
 }
 
 TEST_F(ClientTest, DeviceLocationWithoutThatDeviceIsUnavailable) {
