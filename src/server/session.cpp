@@ -234,6 +234,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
   while (!env.stopping.load(std::memory_order_relaxed)) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kHeaderLimit);
+    parser.body_limit(boost::none);  // bodies are checked against our own limits in handle()
     conn->idle = true;
     conn->stream.expires_after(env.options.idle_timeout);
     auto [ec, n] = co_await http::async_read_header(conn->stream, buffer, parser, kAwait);
