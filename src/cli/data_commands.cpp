@@ -115,9 +115,9 @@ Result<std::string> run_get_location(Client& client, const Args& args) {
   auto info = client.get_location(args.key);
   if (!info) return tl::unexpected(info.error());
   std::string out = fmt::format("Key:      {}\nPrimary:  {}\n", info->key, info->location);
-  out += fmt::format("  {:<14} {:>10}  {:<10} {:>8}", "LOCATION", "SIZE", "STATUS", "PROGRESS");
+  out += fmt::format("  {:<12} {:>10}  {:<9} {:>8}", "LOCATION", "SIZE", "STATUS", "PROGRESS");
   for (const auto& replica : info->replicas) {
-    out += fmt::format("\n  {:<14} {:>10}  {:<10} {:>7.0f}%", replica.location,
+    out += fmt::format("\n  {:<12} {:>10}  {:<9} {:>7.0f}%", replica.location,
                        format_size(replica.size), replica.copy_status,
                        replica.copy_progress * 100);
   }

@@ -218,7 +218,7 @@ Result<WriteResult> Store::install(std::string key, std::unique_ptr<Extent> exte
 Result<ValueView> Store::read(std::string_view key) {
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto it = shard.entries.find(std::string(key));
+  auto it = shard.entries.find(key);
   if (it == shard.entries.end()) {
     return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
   }
@@ -239,7 +239,7 @@ Result<void> Store::release(std::string_view key) {
   Shard& shard = shard_for(key);
   {
     std::lock_guard lock(shard.mutex);
-    auto it = shard.entries.find(std::string(key));
+    auto it = shard.entries.find(key);
     if (it == shard.entries.end()) {
       return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
     }
@@ -357,7 +357,7 @@ KeyLocations Store::describe(const std::string& key, const Entry& entry) const {
 Result<KeyLocations> Store::location(std::string_view key) const {
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto it = shard.entries.find(std::string(key));
+  auto it = shard.entries.find(key);
   if (it == shard.entries.end()) {
     return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
   }

@@ -175,9 +175,14 @@ class Store {
     bool moving = false;
     double last_accessed = 0;
   };
+  // Transparent hashing: lookups by string_view allocate nothing.
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+  };
   struct Shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, Entry> entries;  // guarded by mutex
+    std::unordered_map<std::string, Entry, KeyHash, std::equal_to<>> entries;  // guarded by mutex
   };
   static constexpr std::size_t kShards = 64;
   static constexpr int kMaxDevices = 16;
