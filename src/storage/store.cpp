@@ -9,6 +9,7 @@
 #include "core/key.hpp"
 #include "storage/disk_tier.hpp"
 #include "storage/dram_tier.hpp"
+#include "storage/pinned_tier.hpp"
 
 namespace gswarm {
 namespace {
@@ -53,6 +54,7 @@ std::span<std::byte> PendingWrite::buffer() {
 Store::Store(const StoreOptions& options)
     : options_(options),
       dram_(std::make_unique<DramTier>(options.max_memory)),
+      pinned_(std::make_unique<PinnedTier>(options.max_pinned)),
       mover_(std::make_unique<Mover>(options.move_threads)) {}
 
 Store::~Store() = default;
@@ -97,6 +99,8 @@ Tier* Store::tier(Location location) const {
       return dram_.get();
     case LocationKind::kDisk:
       return disk_.get();
+    case LocationKind::kPinnedDram:
+      return pinned_.get();
     default:
       return nullptr;
   }
@@ -377,6 +381,9 @@ StoreStats Store::stats() const {
   StoreStats s;
   auto dram = dram_->usage();
   auto disk = disk_->usage();
+  auto pinned = pinned_->usage();
+  s.pinned_used = pinned.used;
+  s.pinned_limit = pinned.limit;
   s.dram_used = dram.used;
   s.dram_limit = dram.limit;
   s.disk_used = disk.used;

@@ -41,10 +41,12 @@ namespace gswarm {
 
 class DramTier;
 class DiskTier;
+class PinnedTier;
 class Tier;
 
 struct StoreOptions {
   std::uint64_t max_memory = 16 * kGiB;           // DRAM limit (--max-memory)
+  std::uint64_t max_pinned = 4 * kGiB;            // pinned_dram limit (--max-pinned)
   std::filesystem::path disk_path = "/tmp/gswarm_data";
   std::uint64_t max_disk = 0;                     // 0: bounded by the file system only
   int move_threads = 4;
@@ -199,6 +201,7 @@ class Store {
 
   const StoreOptions options_;
   std::unique_ptr<DramTier> dram_;
+  std::unique_ptr<PinnedTier> pinned_;
   std::unique_ptr<DiskTier> disk_;
   mutable std::array<Shard, kShards> shards_;
   std::atomic<std::uint64_t> next_version_{1};

@@ -159,6 +159,29 @@ TEST_F(StoreTest, WriteDuringMoveWinsAndMoveReportsConflict) {
   EXPECT_EQ(store_->stats().disk_used, 0u);  // the abandoned copy is gone
 }
 
+TEST_F(StoreTest, PinnedDramIsWritableMovableAndNotReadable) {
+  ASSERT_TRUE(store_->write("p", bytes("pinned bytes"), Location::pinned_dram(), "bytes"));
+  EXPECT_EQ(store_->read("p").error().code, ErrorCode::kWrongLocation);
+  EXPECT_EQ(store_->stats().pinned_used, 12u);
+  EXPECT_EQ(store_->stats().pinned_keys, 1u);
+  ASSERT_TRUE(store_->move("p", Location::disk()));
+  ASSERT_TRUE(store_->move("p", Location::pinned_dram()));
+  ASSERT_TRUE(store_->move("p", Location::dram()));
+  EXPECT_EQ(read_text("p"), "pinned bytes");
+  EXPECT_EQ(store_->stats().pinned_used, 0u);
+}
+
+TEST_F(StoreTest, PinnedLimitIsEnforced) {
+  store_.reset();
+  options_.max_pinned = 4 * kKiB;
+  store_ = open();
+  std::string big(8 * kKiB, 'x');
+  auto r = store_->write("p", bytes(big), Location::pinned_dram(), "bytes");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kOverLimit);
+  EXPECT_NE(r.error().message.find("--max-pinned"), std::string::npos);
+}
+
 TEST_F(StoreTest, UnavailableLocationsAreClearErrors) {
   auto r = store_->write("k", bytes("x"), Location::device(0), "bytes");
   ASSERT_FALSE(r);
