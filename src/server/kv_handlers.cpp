@@ -1,5 +1,6 @@
 #include "server/kv_handlers.hpp"
 
+#include <charconv>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -207,6 +208,20 @@ Reply handle_move(Request& req, Context& ctx) {
   if (!dest_name) return error_response(dest_name.error());
   auto dest = usable_location(*dest_name, ctx);
   if (!dest) return error_response(dest.error());
+  auto wait = body->find("wait");
+  if (wait != body->end() && !wait->is_boolean()) {
+    return error_response(ErrorCode::kBadRequest, "field 'wait' must be true or false");
+  }
+  if (wait != body->end() && !wait->get<bool>()) {
+    auto id = ctx.store.start_move(*key, *dest);
+    if (!id) return error_response(id.error());
+    return json_response(dump({{"status", "accepted"},
+                               {"operation_id", *id},
+                               {"key", *key},
+                               {"destination", dest->name()},
+                               {"operation_url", fmt::format("/operations/{}", *id)}}),
+                         202);
+  }
   return Reply(std::function<Response()>([&store = ctx.store, key = std::move(*key), dest = *dest] {
     auto moved = store.move(key, dest);
     if (!moved) return error_response(moved.error());
@@ -218,6 +233,46 @@ Reply handle_move(Request& req, Context& ctx) {
                                {"seconds", moved->seconds},
                                {"read_pointer", read_pointer_json(moved->read_pointer)}}));
   }));
+}
+
+namespace {
+
+json operation_json(const OperationInfo& op) {
+  json j = {{"operation_id", op.id},
+            {"kind", op.kind},
+            {"key", op.key},
+            {"source", op.source ? json(op.source->name()) : json(nullptr)},
+            {"destination", op.destination.name()},
+            {"state", operation_state_name(op.state)},
+            {"bytes_done", op.bytes_done},
+            {"bytes_total", op.bytes_total},
+            {"progress", op.bytes_total == 0 ? (op.state == OperationState::kDone ? 1.0 : 0.0)
+                                             : static_cast<double>(op.bytes_done) /
+                                                   static_cast<double>(op.bytes_total)},
+            {"created", op.created},
+            {"seconds", op.seconds},
+            {"error", nullptr}};
+  if (op.error) j["error"] = {{"detail", op.error->message}, {"code", error_code_name(op.error->code)}};
+  return j;
+}
+
+}  // namespace
+
+Reply handle_operation(Request& req, Context& ctx) {
+  std::uint64_t id = 0;
+  auto [ptr, ec] = std::from_chars(req.param.data(), req.param.data() + req.param.size(), id);
+  if (ec != std::errc() || ptr != req.param.data() + req.param.size()) {
+    return error_response(ErrorCode::kBadRequest, "operation id must be a number");
+  }
+  auto op = ctx.store.operations().get(id);
+  if (!op) return error_response(op.error());
+  return json_response(dump(operation_json(*op)));
+}
+
+Reply handle_operations(Request& req, Context& ctx) {
+  json all = json::array();
+  for (const auto& op : ctx.store.operations().list()) all.push_back(operation_json(op));
+  return json_response(dump({{"operations", std::move(all)}}));
 }
 
 Reply handle_location(Request& req, Context& ctx) {
@@ -270,6 +325,7 @@ Reply handle_stats(Request& req, Context& ctx) {
       {"disk_path", s.disk_path},
       {"gpu_stats", json::object()},
       {"active_moves", s.active_moves},
+      {"pending_operations", ctx.store.operations().active()},
       {"move_threads", s.move_threads},
       {"host_cache_bytes", s.host_cache_bytes},
       {"memory_info",

@@ -29,6 +29,8 @@ Reply handle_read(Request& req, Context& ctx);
 Reply handle_read_extended(Request& req, Context& ctx);
 Reply handle_release(Request& req, Context& ctx);
 Reply handle_move(Request& req, Context& ctx);
+Reply handle_operation(Request& req, Context& ctx);
+Reply handle_operations(Request& req, Context& ctx);
 Reply handle_location(Request& req, Context& ctx);
 Reply handle_locations(Request& req, Context& ctx);
 Reply handle_stats(Request& req, Context& ctx);

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <random>
+#include <thread>
 
 namespace gswarm::server {
 namespace {
@@ -97,6 +98,36 @@ TEST_F(HandlersTest, SetMaxMemoryAcceptsSizesAndIntegers) {
   EXPECT_EQ(json::parse(body(call(handle_set_max_memory, with_param("1048576"))))["max_memory"],
             1048576);
   EXPECT_EQ(store_->stats().dram_limit, 1048576u);
+}
+
+TEST_F(HandlersTest, MoveWithoutWaitingReturnsAnOperationToPoll) {
+  ASSERT_EQ(call(handle_write, with_body(R"({"key":"k","value":[1,2,3]})")).status, 200);
+  auto started = call(handle_move, with_body(R"({"key":"k","destination":"disk","wait":false})"));
+  ASSERT_EQ(started.status, 202) << body(started);
+  auto id = json::parse(body(started))["operation_id"].get<std::uint64_t>();
+  json op;
+  for (int i = 0; i < 1000; ++i) {
+    op = json::parse(body(call(handle_operation, with_param(std::to_string(id)))));
+    if (op["state"] == "done" || op["state"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(op["state"], "done") << op.dump();
+  EXPECT_EQ(op["source"], "dram");
+  EXPECT_EQ(op["bytes_done"], op["bytes_total"]);
+  EXPECT_EQ(store_->location("k")->primary, Location::disk());
+  EXPECT_EQ(call(handle_operation, with_param("999")).status, 404);
+  EXPECT_EQ(call(handle_operation, with_param("x")).status, 400);
+  // A failed asynchronous move records why.
+  auto failing = call(handle_move, with_body(R"({"key":"k","destination":"dram","wait":false})"));
+  store_->set_max_memory(1);
+  auto fid = json::parse(body(failing))["operation_id"].get<std::uint64_t>();
+  for (int i = 0; i < 1000; ++i) {
+    op = json::parse(body(call(handle_operation, with_param(std::to_string(fid)))));
+    if (op["state"] == "done" || op["state"] == "failed") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_TRUE(op["state"] == "failed" || op["state"] == "done");
+  EXPECT_EQ(call(handle_move, with_body(R"({"key":"k","destination":"disk","wait":"no"})")).status, 400);
 }
 
 }  // namespace

@@ -18,6 +18,8 @@ constexpr std::array kRoutes = {
     Route{"GET", "/stats", false, BodyKind::kNone, handle_stats},
     Route{"POST", "/set_max_memory/", true, BodyKind::kNone, handle_set_max_memory},
     Route{"POST", "/move", false, BodyKind::kJson, handle_move},
+    Route{"GET", "/operations/", true, BodyKind::kNone, handle_operation},
+    Route{"GET", "/operations", false, BodyKind::kNone, handle_operations},
     Route{"GET", "/location/", true, BodyKind::kNone, handle_location},
     Route{"GET", "/locations", false, BodyKind::kNone, handle_locations},
     Route{"GET", "/health", false, BodyKind::kNone, handle_health},

@@ -256,7 +256,37 @@ Result<void> Store::release(std::string_view key) {
   return {};
 }
 
-Result<MoveResult> Store::move(std::string_view key_view, Location destination) {
+Result<MoveResult> Store::move(std::string_view key, Location destination) {
+  return move_impl(key, destination, std::make_shared<std::atomic<std::uint64_t>>(0), 0);
+}
+
+Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
+  if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
+  std::uint64_t size = 0;
+  {
+    Shard& shard = shard_for(key);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.entries.find(key);
+    if (it == shard.entries.end()) {
+      return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
+    }
+    size = it->second.size;
+  }
+  std::uint64_t id = operations_.add("move", key, destination, size);
+  mover_->submit([this, id, key = std::move(key), destination] {
+    auto moved = move_impl(key, destination, operations_.progress(id), id);
+    if (moved) {
+      operations_.start(id, moved->source);  // no-op moves never reached the copy
+      operations_.finish(id, std::nullopt, moved->seconds);
+    } else {
+      operations_.finish(id, moved.error(), 0);
+    }
+  });
+  return id;
+}
+
+Result<MoveResult> Store::move_impl(std::string_view key_view, Location destination,
+                                    Operations::Progress progress, std::uint64_t operation) {
   if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
   const std::string key(key_view);
   Shard& shard = shard_for(key);
@@ -265,7 +295,6 @@ Result<MoveResult> Store::move(std::string_view key_view, Location destination) 
   Replica source;
   std::uint64_t version = 0;
   std::string format;
-  auto progress = std::make_shared<std::atomic<std::uint64_t>>(0);
   {
     std::lock_guard lock(shard.mutex);
     auto it = shard.entries.find(key);
@@ -287,6 +316,7 @@ Result<MoveResult> Store::move(std::string_view key_view, Location destination) 
     entry.replicas.push_back(Replica{nullptr, destination, CopyStatus::kCopying, progress});
   }
   active_moves_.fetch_add(1, std::memory_order_relaxed);
+  if (operation != 0) operations_.start(operation, source.location);
 
   // Ends the move under the shard lock: `done` installs the copy, otherwise the
   // placeholder goes. Returns whether the entry was still the one we copied.

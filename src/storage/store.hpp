@@ -36,6 +36,7 @@
 #include "storage/extent.hpp"
 #include "storage/host_memory.hpp"
 #include "storage/mover.hpp"
+#include "storage/operations.hpp"
 
 namespace gswarm {
 
@@ -154,6 +155,10 @@ class Store {
   [[nodiscard]] Result<void> release(std::string_view key);
   // Blocking: copies on the calling thread.
   [[nodiscard]] Result<MoveResult> move(std::string_view key, Location destination);
+  // Queues the move on the mover and returns its operation id at once; progress
+  // and outcome are in operations().
+  [[nodiscard]] Result<std::uint64_t> start_move(std::string key, Location destination);
+  const Operations& operations() const { return operations_; }
 
   [[nodiscard]] Result<KeyLocations> location(std::string_view key) const;
   std::vector<KeyLocations> locations() const;
@@ -196,6 +201,8 @@ class Store {
   static std::size_t slot(Location location);
   void count(const Entry& entry, int delta);
   KeyLocations describe(const std::string& key, const Entry& entry) const;
+  Result<MoveResult> move_impl(std::string_view key, Location destination,
+                               Operations::Progress progress, std::uint64_t operation);
   Result<WriteResult> install(std::string key, std::unique_ptr<Extent> extent, std::string format);
   static void discard(std::vector<Replica>& replicas);
 
@@ -208,6 +215,7 @@ class Store {
   std::atomic<std::int64_t> total_keys_{0};
   std::array<std::atomic<std::int64_t>, kLocationSlots> location_keys_{};
   std::atomic<std::uint64_t> active_moves_{0};
+  Operations operations_;
   std::unique_ptr<Mover> mover_;  // last: its threads stop first
 };
 

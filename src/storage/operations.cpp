@@ -1,0 +1,92 @@
+#include "storage/operations.hpp"
+
+#include <chrono>
+
+#include <fmt/format.h>
+
+namespace gswarm {
+
+std::string_view operation_state_name(OperationState state) {
+  switch (state) {
+    case OperationState::kQueued:
+      return "queued";
+    case OperationState::kRunning:
+      return "running";
+    case OperationState::kDone:
+      return "done";
+    case OperationState::kFailed:
+      return "failed";
+  }
+  return "failed";
+}
+
+std::uint64_t Operations::add(std::string kind, std::string key, Location destination,
+                              std::uint64_t bytes_total) {
+  std::lock_guard lock(mutex_);
+  std::uint64_t id = next_id_++;
+  Record& r = records_[id];
+  r.info.id = id;
+  r.info.kind = std::move(kind);
+  r.info.key = std::move(key);
+  r.info.destination = destination;
+  r.info.bytes_total = bytes_total;
+  r.info.created =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return id;
+}
+
+Operations::Progress Operations::progress(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  return records_.at(id).progress;
+}
+
+void Operations::start(std::uint64_t id, Location source) {
+  std::lock_guard lock(mutex_);
+  auto& info = records_.at(id).info;
+  info.state = OperationState::kRunning;
+  info.source = source;
+}
+
+void Operations::finish(std::uint64_t id, std::optional<Error> error, double seconds) {
+  std::lock_guard lock(mutex_);
+  auto& info = records_.at(id).info;
+  info.state = error ? OperationState::kFailed : OperationState::kDone;
+  info.error = std::move(error);
+  info.seconds = seconds;
+  finished_.push_back(id);
+  while (finished_.size() > kKeepFinished) {
+    records_.erase(finished_.front());
+    finished_.pop_front();
+  }
+}
+
+OperationInfo Operations::snapshot(const Record& r) const {
+  OperationInfo info = r.info;
+  info.bytes_done = info.state == OperationState::kDone ? info.bytes_total : r.progress->load();
+  return info;
+}
+
+Result<OperationInfo> Operations::get(std::uint64_t id) const {
+  std::lock_guard lock(mutex_);
+  auto it = records_.find(id);
+  if (it == records_.end()) {
+    return make_error(ErrorCode::kNotFound,
+                      fmt::format("no operation {} (finished operations are kept for the last {})",
+                                  id, kKeepFinished));
+  }
+  return snapshot(it->second);
+}
+
+std::vector<OperationInfo> Operations::list() const {
+  std::lock_guard lock(mutex_);
+  std::vector<OperationInfo> out;
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it) out.push_back(snapshot(it->second));
+  return out;
+}
+
+std::size_t Operations::active() const {
+  std::lock_guard lock(mutex_);
+  return records_.size() - finished_.size();
+}
+
+}  // namespace gswarm
