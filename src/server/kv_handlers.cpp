@@ -47,7 +47,14 @@ Result<Location> usable_location(std::string_view name, Context& ctx) {
 
 json read_pointer_json(const std::optional<ReadPointer>& rp) {
   if (!rp) return nullptr;
-  return {{"kind", rp->kind}, {"path", rp->path}, {"offset", rp->offset}, {"size", rp->size}};
+  json j = {{"kind", rp->kind}, {"offset", rp->offset}, {"size", rp->size}};
+  if (rp->kind == "cuda_ipc") {
+    j["handle"] = rp->path;
+    j["device"] = rp->device;
+  } else {
+    j["path"] = rp->path;
+  }
+  return j;
 }
 
 json replica_json(const ReplicaInfo& r) {
@@ -231,6 +238,7 @@ Reply handle_move(Request& req, Context& ctx) {
                                {"destination", moved->destination.name()},
                                {"size", moved->size},
                                {"seconds", moved->seconds},
+                               {"method", moved->method},
                                {"read_pointer", read_pointer_json(moved->read_pointer)}}));
   }));
 }
@@ -303,6 +311,11 @@ Reply handle_stats(Request& req, Context& ctx) {
   auto percent = [](std::uint64_t used, std::uint64_t limit) {
     return limit == 0 ? 0.0 : 100.0 * static_cast<double>(used) / static_cast<double>(limit);
   };
+  json gpu_stats = json::object();
+  for (const auto& d : s.devices) {
+    gpu_stats[d.name] = {{"used", d.used}, {"limit", d.limit}, {"free", d.free},
+                         {"total", d.total}, {"keys", d.keys}};
+  }
   json stats = {
       {"current_size", s.dram_used},
       {"max_size", s.dram_limit},
@@ -323,7 +336,8 @@ Reply handle_stats(Request& req, Context& ctx) {
       {"disk_usage", s.disk_used},
       {"max_disk_size", s.disk_limit},
       {"disk_path", s.disk_path},
-      {"gpu_stats", json::object()},
+      {"gpu_stats", std::move(gpu_stats)},
+      {"device_backend", s.device_backend},
       {"active_moves", s.active_moves},
       {"pending_operations", ctx.store.operations().active()},
       {"move_threads", s.move_threads},

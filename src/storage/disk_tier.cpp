@@ -253,7 +253,7 @@ Result<std::unique_ptr<DiskTier>> DiskTier::open(fs::path root, std::uint64_t ma
 
 const fs::path& DiskTier::root() const { return shared_->root; }
 
-TierUsage DiskTier::usage() const { return {shared_->counter->used(), shared_->counter->limit()}; }
+const LimitCounter& DiskTier::counter() const { return *shared_->counter; }
 
 Result<std::unique_ptr<Extent>> DiskTier::allocate(std::uint64_t size, std::string_view key,
                                                    std::string_view format) {

@@ -38,7 +38,7 @@ class DiskTier final : public Tier {
   Location location() const override { return Location::disk(); }
   Result<std::unique_ptr<Extent>> allocate(std::uint64_t size, std::string_view key,
                                            std::string_view format) override;
-  TierUsage usage() const override;
+  const LimitCounter& counter() const override;
   const std::filesystem::path& root() const;
 
   struct Shared;  // state shared with extents (root, counter, sequence)

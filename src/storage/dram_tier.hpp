@@ -17,7 +17,7 @@ class DramTier final : public Tier {
   Location location() const override { return Location::dram(); }
   Result<std::unique_ptr<Extent>> allocate(std::uint64_t size, std::string_view key,
                                            std::string_view format) override;
-  TierUsage usage() const override { return {counter_->used(), counter_->limit()}; }
+  const LimitCounter& counter() const override { return *counter_; }
   void set_limit(std::uint64_t bytes) { counter_->set_limit(bytes); }
 
  private:

@@ -27,10 +27,11 @@ namespace gswarm {
 // Where another local process can find a replica's bytes without a copy
 // (doc/read-pointers.md). Only fields meaningful for `kind` are set.
 struct ReadPointer {
-  std::string kind;  // "file" (disk); later "shm" and "cuda_ipc"
-  std::string path;
+  std::string kind;  // "file" (disk), "cuda_ipc" (device:N)
+  std::string path;  // file path, or the encoded CUDA IPC handle
   std::uint64_t offset = 0;
   std::uint64_t size = 0;
+  int device = -1;   // device:N replicas
 };
 
 class Extent {
@@ -44,11 +45,24 @@ class Extent {
   virtual std::byte* host_data() { return nullptr; }
   const std::byte* host_data() const { return const_cast<Extent*>(this)->host_data(); }
 
+  // True for page-locked host memory, which devices can DMA from directly.
+  virtual bool page_locked() const { return false; }
+
   // Copies bytes [offset, offset + out.size()) into host memory.
   [[nodiscard]] virtual Result<void> read(std::uint64_t offset, std::span<std::byte> out) const;
   // Stores `in` at [offset, offset + in.size()). Before seal() only; tiers may
   // require sequential writes (the disk tier does).
   [[nodiscard]] virtual Result<void> write(std::uint64_t offset, std::span<const std::byte> in);
+  // read()/write() knowing whether the host buffer is page-locked; tiers that
+  // copy through DMA (devices) use it to skip staging.
+  [[nodiscard]] virtual Result<void> read_into(std::uint64_t offset, std::span<std::byte> out,
+                                               bool out_page_locked) const {
+    return read(offset, out);
+  }
+  [[nodiscard]] virtual Result<void> write_from(std::uint64_t offset, std::span<const std::byte> in,
+                                                bool in_page_locked) {
+    return write(offset, in);
+  }
   // Makes the extent durable and complete. Blocking for the disk tier.
   [[nodiscard]] virtual Result<void> seal() { return {}; }
   // Checks a full copy of the bytes against the tier's own checksum, if it has one.

@@ -10,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -41,10 +42,14 @@ class Mover {
 };
 
 // Copies all of `src` into `dst` (same size) in chunks, adding the bytes done to
-// `progress`. `bytes_per_second` > 0 paces the copy. When `dst` holds the whole
-// value in host memory, `src` checks it against its own checksum.
-[[nodiscard]] Result<void> copy_extent(const Extent& src, Extent& dst,
-                                       std::atomic<std::uint64_t>& progress,
-                                       std::uint64_t bytes_per_second = 0);
+// `progress`, and returns how: "memcpy" (host to host), "file" (through a disk
+// file), "dma" (page-locked host memory to or from a device), "staged" (pageable
+// host memory through the device backend's pinned staging buffers), or the
+// device-to-device method ("local", "nvlink", "p2p", "staged").
+// `bytes_per_second` > 0 paces the copy. When `dst` holds the whole value in host
+// memory, `src` checks it against its own checksum.
+[[nodiscard]] Result<std::string> copy_extent(const Extent& src, Extent& dst,
+                                              std::atomic<std::uint64_t>& progress,
+                                              std::uint64_t bytes_per_second = 0);
 
 }  // namespace gswarm

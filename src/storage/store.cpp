@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/key.hpp"
+#include "storage/device_tier.hpp"
 #include "storage/disk_tier.hpp"
 #include "storage/dram_tier.hpp"
 #include "storage/pinned_tier.hpp"
@@ -54,8 +55,17 @@ std::span<std::byte> PendingWrite::buffer() {
 Store::Store(const StoreOptions& options)
     : options_(options),
       dram_(std::make_unique<DramTier>(options.max_memory)),
-      pinned_(std::make_unique<PinnedTier>(options.max_pinned)),
-      mover_(std::make_unique<Mover>(options.move_threads)) {}
+      backend_(options.devices ? options.devices : default_device_backend()),
+      mover_(std::make_unique<Mover>(options.move_threads)) {
+  pinned_ = std::make_unique<PinnedTier>(options.max_pinned, backend_);
+  const int count = std::min(backend_->device_count(), kMaxDevices);
+  for (int d = 0; d < count; ++d) {
+    std::uint64_t limit = options.max_device_memory;
+    if (limit == 0) limit = backend_->memory_info(d).free / 10 * 9;
+    devices_.push_back(std::make_unique<DeviceTier>(backend_, d, limit));
+    spdlog::info("device:{}: {} available to gswarm ({})", d, format_size(limit), backend_->name());
+  }
+}
 
 Store::~Store() = default;
 
@@ -101,16 +111,24 @@ Tier* Store::tier(Location location) const {
       return disk_.get();
     case LocationKind::kPinnedDram:
       return pinned_.get();
-    default:
+    case LocationKind::kDevice:
+      if (location.device_index() < device_count()) return devices_[location.device_index()].get();
       return nullptr;
   }
+  return nullptr;
 }
 
 Result<void> Store::check_location(Location location) const {
-  if (location.kind() == LocationKind::kDevice) {
+  if (location.kind() == LocationKind::kDevice && location.device_index() >= device_count()) {
+    if (device_count() == 0) {
+      return make_error(ErrorCode::kDeviceUnavailable,
+                        fmt::format("{} is not available: this server has no GPU devices",
+                                    location.name()));
+    }
     return make_error(ErrorCode::kDeviceUnavailable,
-                      fmt::format("{} is not available: this server has no GPU devices",
-                                  location.name()));
+                      fmt::format("{} is not available: this server has {} GPU device(s), "
+                                  "device:0 to device:{}",
+                                  location.name(), device_count(), device_count() - 1));
   }
   if (tier(location) == nullptr) {
     return make_error(ErrorCode::kNotSupported,
@@ -152,14 +170,7 @@ Result<PendingWrite> Store::prepare_write(std::string key, Location location, st
     return pending;
   }
   // Fail early when the value cannot fit, before its bytes are received.
-  TierUsage usage = t->usage();
-  if (usage.limit != 0 && (size > usage.limit || usage.used > usage.limit - size)) {
-    return make_error(ErrorCode::kOverLimit,
-                      fmt::format("not enough {} space: storing {} ({} bytes) would pass its "
-                                  "limit ({} bytes, in use {} bytes)",
-                                  location.name(), format_size(size), size, usage.limit,
-                                  usage.used));
-  }
+  if (auto ok = t->counter().check(size, location.name()); !ok) return tl::unexpected(ok.error());
   pending.staging_ = HostBlock::allocate(size);
   if (!pending.staging_) {
     return make_error(ErrorCode::kOverLimit,
@@ -304,7 +315,8 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
     Entry& entry = it->second;
     source = entry.replicas.front();
     if (source.location == destination) {
-      return MoveResult{destination, destination, entry.size, 0, source.extent->read_pointer()};
+      return MoveResult{destination, destination, entry.size, 0, "none",
+                        source.extent->read_pointer()};
     }
     if (entry.moving) {
       return make_error(ErrorCode::kConflict,
@@ -350,9 +362,8 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   auto allocated = tier(destination)->allocate(size, key, format);
   if (!allocated) return fail(allocated.error());
   std::shared_ptr<Extent> copy = std::move(*allocated);
-  if (auto ok = copy_extent(*source.extent, *copy, *progress, options_.move_rate_limit); !ok) {
-    return fail(ok.error());
-  }
+  auto method = copy_extent(*source.extent, *copy, *progress, options_.move_rate_limit);
+  if (!method) return fail(method.error());
   if (auto ok = copy->seal(); !ok) return fail(ok.error());
 
   const bool installed = finish(copy);
@@ -365,7 +376,8 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   discard(old);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return MoveResult{source.location, destination, size, seconds, copy->read_pointer()};
+  return MoveResult{source.location, destination, size, seconds, std::move(*method),
+                    copy->read_pointer()};
 }
 
 KeyLocations Store::describe(const std::string& key, const Entry& entry) const {
@@ -437,6 +449,13 @@ StoreStats Store::stats() const {
   s.move_threads = mover_->threads();
   s.disk_path = disk_->root().string();
   s.host_cache_bytes = HostBlock::cached_bytes();
+  s.device_backend = backend_->name();
+  for (int d = 0; d < device_count(); ++d) {
+    auto usage = devices_[d]->usage();
+    auto info = devices_[d]->memory_info();
+    s.devices.push_back(DeviceStats{Location::device(d).name(), usage.used, usage.limit, info.free,
+                                    info.total, keys_at(3 + static_cast<std::size_t>(d))});
+  }
   return s;
 }
 

@@ -33,6 +33,7 @@
 
 #include "core/location.hpp"
 #include "core/size.hpp"
+#include "storage/device_backend.hpp"
 #include "storage/extent.hpp"
 #include "storage/host_memory.hpp"
 #include "storage/mover.hpp"
@@ -43,11 +44,14 @@ namespace gswarm {
 class DramTier;
 class DiskTier;
 class PinnedTier;
+class DeviceTier;
 class Tier;
 
 struct StoreOptions {
   std::uint64_t max_memory = 16 * kGiB;           // DRAM limit (--max-memory)
   std::uint64_t max_pinned = 4 * kGiB;            // pinned_dram limit (--max-pinned)
+  std::uint64_t max_device_memory = 0;            // per device; 0: 90% of free at start
+  std::shared_ptr<DeviceBackend> devices;         // null: default_device_backend()
   std::filesystem::path disk_path = "/tmp/gswarm_data";
   std::uint64_t max_disk = 0;                     // 0: bounded by the file system only
   int move_threads = 4;
@@ -84,6 +88,7 @@ struct MoveResult {
   Location destination;
   std::uint64_t size = 0;
   double seconds = 0;
+  std::string method;  // how the bytes travelled (copy_extent)
   std::optional<ReadPointer> read_pointer;
 };
 
@@ -97,6 +102,15 @@ struct ValueView {
   }
 };
 
+struct DeviceStats {
+  std::string name;           // "device:N"
+  std::uint64_t used = 0;     // bytes gswarm holds there
+  std::uint64_t limit = 0;    // --max-device-memory
+  std::uint64_t free = 0;     // the driver's view of the whole device
+  std::uint64_t total = 0;
+  std::uint64_t keys = 0;
+};
+
 struct StoreStats {
   std::uint64_t dram_used = 0, dram_limit = 0;
   std::uint64_t pinned_used = 0, pinned_limit = 0;
@@ -108,6 +122,8 @@ struct StoreStats {
   int move_threads = 0;
   std::string disk_path;
   std::uint64_t host_cache_bytes = 0;
+  std::string device_backend;
+  std::vector<DeviceStats> devices;
 };
 
 // A write whose bytes are still arriving. buffer() is where they go: the
@@ -166,6 +182,7 @@ class Store {
   void set_max_memory(std::uint64_t bytes);
 
   Mover& mover() { return *mover_; }
+  int device_count() const { return static_cast<int>(devices_.size()); }
 
  private:
   struct Replica {
@@ -210,6 +227,8 @@ class Store {
   std::unique_ptr<DramTier> dram_;
   std::unique_ptr<PinnedTier> pinned_;
   std::unique_ptr<DiskTier> disk_;
+  std::shared_ptr<DeviceBackend> backend_;
+  std::vector<std::unique_ptr<DeviceTier>> devices_;  // index = device number
   mutable std::array<Shard, kShards> shards_;
   std::atomic<std::uint64_t> next_version_{1};
   std::atomic<std::int64_t> total_keys_{0};

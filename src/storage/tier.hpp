@@ -30,6 +30,8 @@ class LimitCounter {
 
   // Reserves `bytes` or explains why not. A limit of 0 means unlimited.
   [[nodiscard]] Result<void> reserve(std::uint64_t bytes, std::string_view what);
+  // Whether `bytes` would fit now, with reserve()'s message when not.
+  [[nodiscard]] Result<void> check(std::uint64_t bytes, std::string_view what) const;
   // Accounts bytes that already exist (found at start-up), whatever the limit.
   void add(std::uint64_t bytes) { used_.fetch_add(bytes, std::memory_order_relaxed); }
   void release(std::uint64_t bytes) { used_.fetch_sub(bytes, std::memory_order_relaxed); }
@@ -57,7 +59,9 @@ class Tier {
   [[nodiscard]] virtual Result<std::unique_ptr<Extent>> allocate(std::uint64_t size,
                                                                  std::string_view key,
                                                                  std::string_view format) = 0;
-  virtual TierUsage usage() const = 0;
+  // The tier's byte counter and limit.
+  virtual const LimitCounter& counter() const = 0;
+  TierUsage usage() const { return {counter().used(), counter().limit()}; }
 };
 
 }  // namespace gswarm
