@@ -21,6 +21,7 @@ struct StartArgs {
   int port = 9015;
   std::string max_memory = "16GB";
   std::string max_pinned = "4GB";
+  std::string max_device_memory = "0";
   std::string disk_path = "/tmp/gswarm_data";
   std::string max_disk = "0";
   int threads = 0;
@@ -55,6 +56,7 @@ int run_start(const StartArgs& args) {
   StoreOptions store_options;
   store_options.max_memory = size_option("--max-memory", args.max_memory);
   store_options.max_pinned = size_option("--max-pinned", args.max_pinned);
+  store_options.max_device_memory = size_option("--max-device-memory", args.max_device_memory);
   store_options.disk_path = args.disk_path;
   store_options.max_disk = size_option("--max-disk", args.max_disk);
   store_options.move_threads = args.move_threads;
@@ -108,6 +110,9 @@ void add_start_command(CLI::App& data) {
                   "DRAM limit, e.g. 16GB, 512MB, 1TB or bytes (powers of 1024)")
       ->capture_default_str();
   cmd->add_option("--max-pinned", args->max_pinned, "Pinned (page-locked) host memory limit")
+      ->capture_default_str();
+  cmd->add_option("--max-device-memory", args->max_device_memory,
+                  "Limit per GPU (0: 90% of the memory free at start-up)")
       ->capture_default_str();
   cmd->add_option("--disk-path", args->disk_path, "Directory for disk-location values")
       ->capture_default_str();
