@@ -155,14 +155,15 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     req.query = std::move(*query);
   }
 
-  if (route.body != BodyKind::kNone && has_body) {
+  // A raw value (even an empty one) streams into its tier; JSON into a string.
+  const bool raw = route.body == BodyKind::kJsonOrValue && is_octet_stream(req.content_type);
+  if ((route.body != BodyKind::kNone && has_body) || raw) {
     if (parser.chunked()) {
       out.response = error_response(ErrorCode::kLengthRequired,
                                     "send the body with a Content-Length (chunked bodies are not accepted)");
       co_return out;
     }
     std::span<std::byte> dest;
-    const bool raw = route.body == BodyKind::kJsonOrValue && is_octet_stream(req.content_type);
     if (raw) {
       if (length > env.ctx.limits.max_value_size) {
         out.response = error_response(ErrorCode::kTooLarge,
@@ -187,7 +188,7 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
       req.body.resize(length);
       dest = {reinterpret_cast<std::byte*>(req.body.data()), req.body.size()};
     }
-    if (beast::iequals(head[http::field::expect], "100-continue")) {
+    if (!dest.empty() && beast::iequals(head[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       conn.stream.expires_after(env.options.request_timeout);
       auto [ec, n] = co_await asio::async_write(conn.stream, asio::buffer(kContinue), kAwait);
@@ -206,8 +207,6 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
       co_return out;
     }
     out.body_consumed = true;
-  } else if (route.body == BodyKind::kJson) {
-    // A JSON endpoint without a body: the handler reports what is missing.
   }
 
   Reply reply = [&] {
