@@ -59,6 +59,32 @@ struct MoveResult {
   std::string read_pointer_json = "null";  // JSON text; "null" when there is none
 };
 
+// The answer of send(): where the copy went and how it travelled.
+struct SendResult {
+  std::string key;
+  std::string source;       // the replica copied from
+  std::string node;         // target node
+  std::string destination;  // location on that node
+  std::string method;       // "nvlink", "p2p", "staged", "dma", "memcpy", "file", "local", "none"
+  std::uint64_t size = 0;
+  double seconds = 0;
+};
+
+// An asynchronous move (POST /move with "wait": false), as GET /operations/{id}
+// reports it.
+struct Operation {
+  std::uint64_t id = 0;
+  std::string key;
+  std::string source;  // empty until it runs
+  std::string destination;
+  std::string state;  // "queued", "running", "done", "failed"
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+  double seconds = 0;
+  std::string error;  // the failure's message when state is "failed"
+  std::string error_code;
+};
+
 // A value read as raw bytes with its format tag ("json", "bytes", "pickle", ...).
 struct BytesValue {
   std::string data;
@@ -109,6 +135,17 @@ class Client {
   // POST /move: copies the value to `destination`, switches to it and frees the
   // source; returns when done. Limited by ClientOptions::move_timeout.
   [[nodiscard]] Result<MoveResult> move(std::string_view key, std::string_view destination);
+
+  // POST /move with "wait": false: queues the move and returns its operation id.
+  [[nodiscard]] Result<std::uint64_t> start_move(std::string_view key, std::string_view destination);
+  // GET /operations/{id}.
+  [[nodiscard]] Result<Operation> operation(std::uint64_t id);
+
+  // POST /send_extended: copies the key to `target` ("node:device:N" or
+  // "host:port"), from the replica at `source_location` when given. The key keeps
+  // its source replica.
+  [[nodiscard]] Result<SendResult> send(std::string_view key, std::string_view target,
+                                        std::string_view source_location = "");
 
   // GET /location/{key}.
   [[nodiscard]] Result<LocationInfo> get_location(std::string_view key);

@@ -1,6 +1,10 @@
 #include "cli/data_commands.hpp"
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -99,16 +103,38 @@ Result<std::string> run_release(Client& client, const Args& args) {
   return fmt::format("Released '{}'", args.key);
 }
 
+// Starts the move on the server's mover threads and polls it, drawing a progress
+// line on stderr when that is a terminal.
 Result<std::string> run_move(Client& client, const Args& args) {
   auto destination = checked_location(args.destination);
   if (!destination) return tl::unexpected(destination.error());
-  auto moved = client.move(args.key, *destination);
-  if (!moved) return tl::unexpected(moved.error());
-  if (moved->source == moved->destination) {
-    return fmt::format("'{}' is already in {}", args.key, moved->destination);
+  auto id = client.start_move(args.key, *destination);
+  if (!id) return tl::unexpected(id.error());
+  const bool show = ::isatty(STDERR_FILENO) != 0;
+  auto delay = std::chrono::milliseconds(2);
+  while (true) {
+    auto op = client.operation(*id);
+    if (!op) return tl::unexpected(op.error());
+    if (op->state == "failed") {
+      if (show) fmt::print(stderr, "\r\033[K");
+      return make_error(error_code_from_name(op->error_code), op->error);
+    }
+    if (op->state == "done") {
+      if (show) fmt::print(stderr, "\r\033[K");
+      if (op->source == op->destination) return fmt::format("'{}' is already in {}", args.key, op->destination);
+      return fmt::format("Moved '{}' from {} to {} ({} in {:.3f} s)", args.key, op->source,
+                         op->destination, format_size(op->bytes_total), op->seconds);
+    }
+    if (show) {
+      double pct = op->bytes_total == 0 ? 0 : 100.0 * static_cast<double>(op->bytes_done) /
+                                                  static_cast<double>(op->bytes_total);
+      fmt::print(stderr, "\rMoving '{}' to {}: {} {:5.1f}% ({} / {})", args.key, *destination,
+                 op->state, pct, format_size(op->bytes_done), format_size(op->bytes_total));
+      std::fflush(stderr);
+    }
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, std::chrono::milliseconds(200));
   }
-  return fmt::format("Moved '{}' from {} to {} ({} in {:.3f} s)", args.key, moved->source,
-                     moved->destination, format_size(moved->size), moved->seconds);
 }
 
 Result<std::string> run_get_location(Client& client, const Args& args) {
@@ -203,25 +229,33 @@ Result<std::string> run_stats(Client& client, const Args&) {
   return out;
 }
 
-// Node-to-node transfer has no endpoint in doc/http-api.md yet. The arguments are
-// checked now so that wiring a Client call in later changes only these bodies.
-constexpr std::string_view kNoTransfer = "node-to-node transfer is not supported by this server yet";
+std::string sent_line(const SendResult& sent) {
+  if (sent.method == "none") {
+    return fmt::format("'{}' is already on {}:{}", sent.key, sent.node, sent.destination);
+  }
+  double gbps = sent.seconds > 0 ? static_cast<double>(sent.size) / sent.seconds / 1e9 : 0;
+  return fmt::format("Sent '{}' from {} to {}:{} via {} ({} in {:.3f} s, {:.2f} GB/s)", sent.key,
+                     sent.source, sent.node, sent.destination, sent.method, format_size(sent.size),
+                     sent.seconds, gbps);
+}
 
-Result<std::string> run_send(Client&, const Args& args) {
+Result<std::string> run_send(Client& client, const Args& args) {
   if (!args.source.empty()) {
     if (auto source = checked_location(args.source); !source) return tl::unexpected(source.error());
   }
-  return make_error(ErrorCode::kNotSupported, std::string(kNoTransfer));
+  auto sent = client.send(args.key, args.target, args.source);
+  if (!sent) return tl::unexpected(sent.error());
+  return sent_line(*sent);
 }
 
-Result<std::string> run_send_gpu(Client&, const Args& args) {
-  if (auto source = checked_device(args.source_device, "SOURCE_DEVICE"); !source) {
-    return tl::unexpected(source.error());
-  }
-  if (auto target = checked_device(args.target_device, "TARGET_DEVICE"); !target) {
-    return tl::unexpected(target.error());
-  }
-  return make_error(ErrorCode::kNotSupported, std::string(kNoTransfer));
+Result<std::string> run_send_gpu(Client& client, const Args& args) {
+  auto source = checked_device(args.source_device, "SOURCE_DEVICE");
+  if (!source) return tl::unexpected(source.error());
+  auto target = checked_device(args.target_device, "TARGET_DEVICE");
+  if (!target) return tl::unexpected(target.error());
+  auto sent = client.send(args.key, args.target_node + ":" + *target, *source);
+  if (!sent) return tl::unexpected(sent.error());
+  return sent_line(*sent);
 }
 
 // ---- arguments ----------------------------------------------------------------------

@@ -30,6 +30,7 @@ struct StartArgs {
   std::string max_request_size = "256MB";
   std::string max_value_size = "64GB";
   std::string move_rate_limit = "0";
+  std::string node_name;
   int idle_timeout = 60;
   int request_timeout = 30;
 };
@@ -70,6 +71,7 @@ int run_start(const StartArgs& args) {
   options.host = args.host;
   options.port = static_cast<std::uint16_t>(args.port);
   options.threads = args.threads;
+  options.node_name = args.node_name;
   options.limits.max_request_size = size_option("--max-request-size", args.max_request_size);
   options.limits.max_value_size = size_option("--max-value-size", args.max_value_size);
   options.idle_timeout = std::chrono::seconds(args.idle_timeout);
@@ -124,6 +126,8 @@ void add_start_command(CLI::App& data) {
   cmd->add_option("--move-threads", args->move_threads, "Threads that move data between tiers")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  cmd->add_option("--node-name", args->node_name,
+                  "This server's name in node:device:N targets (default: the host name)");
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error, critical, off")
       ->capture_default_str();
   cmd->add_option("--max-request-size", args->max_request_size, "Largest JSON request body")

@@ -403,6 +403,57 @@ Result<MoveResult> Client::move(std::string_view key, std::string_view destinati
   });
 }
 
+Result<std::uint64_t> Client::start_move(std::string_view key, std::string_view destination) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  std::string body = fmt::format(R"({{"key":{},"destination":{},"wait":false}})", quote(key),
+                                 quote(destination));
+  auto answer = impl_->call(http::verb::post, "/move", std::move(body));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) { return j.at("operation_id").get<std::uint64_t>(); });
+}
+
+Result<Operation> Client::operation(std::uint64_t id) {
+  auto answer = impl_->call(http::verb::get, fmt::format("/operations/{}", id));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    Operation op;
+    op.id = j.at("operation_id").get<std::uint64_t>();
+    op.key = j.at("key").get<std::string>();
+    op.destination = j.at("destination").get<std::string>();
+    if (j.at("source").is_string()) op.source = j.at("source").get<std::string>();
+    op.state = j.at("state").get<std::string>();
+    op.bytes_done = j.value("bytes_done", std::uint64_t{0});
+    op.bytes_total = j.value("bytes_total", std::uint64_t{0});
+    op.seconds = j.value("seconds", 0.0);
+    if (const auto& e = j.at("error"); e.is_object()) {
+      op.error = e.value("detail", std::string());
+      op.error_code = e.value("code", std::string());
+    }
+    return op;
+  });
+}
+
+Result<SendResult> Client::send(std::string_view key, std::string_view target,
+                                std::string_view source_location) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  std::string body = fmt::format(R"({{"key":{},"target":{},"source_location":{}}})", quote(key),
+                                 quote(target), quote(source_location));
+  auto answer =
+      impl_->call(http::verb::post, "/send_extended", std::move(body), impl_->options().move_timeout);
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    SendResult r;
+    r.key = j.at("key").get<std::string>();
+    r.source = j.at("source").get<std::string>();
+    r.node = j.at("node").get<std::string>();
+    r.destination = j.at("destination").get<std::string>();
+    r.method = j.at("method").get<std::string>();
+    r.size = j.value("size", std::uint64_t{0});
+    r.seconds = j.value("seconds", 0.0);
+    return r;
+  });
+}
+
 Result<LocationInfo> Client::get_location(std::string_view key) {
   if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
   auto answer = impl_->call(http::verb::get, "/location/" + url_encode(key));

@@ -361,9 +361,59 @@ Reply handle_health(Request& req, Context& ctx) {
 }
 
 Reply handle_send(Request& req, Context& ctx) {
-  return error_response(ErrorCode::kNotSupported,
-                        "node-to-node transfer (/send, /send_extended) is not supported by this "
-                        "server yet");
+  auto body = parse_object(req.body);
+  if (!body) return error_response(body.error());
+  auto key = string_field(*body, "key");
+  if (!key) return error_response(key.error());
+  if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
+  // The legacy /send names its target "url"; /send_extended "target".
+  auto target = body->contains("target") ? string_field(*body, "target") : string_field(*body, "url");
+  if (!target) return error_response(target.error());
+
+  // "node:device:N" (a location on a node) or "host:port" (another server).
+  std::string_view t = *target;
+  auto colon = t.find(':');
+  auto location = colon == std::string_view::npos ? Location::parse("")
+                                                  : Location::parse(t.substr(colon + 1));
+  if (!location) {
+    return error_response(ErrorCode::kNotSupported,
+                          fmt::format("sending to another server ({}) is not supported yet: "
+                                      "node-to-node transfer comes in a later release",
+                                      *target));
+  }
+  std::string node(t.substr(0, colon));
+  if (node != ctx.node_name && node != "localhost" && node != "local") {
+    return error_response(ErrorCode::kNotSupported,
+                          fmt::format("sending to node '{}' is not supported yet (this server is "
+                                      "node '{}'): node-to-node transfer comes in a later release",
+                                      node, ctx.node_name));
+  }
+  if (auto ok = ctx.store.check_location(*location); !ok) return error_response(ok.error());
+  auto source_name = string_field(*body, "source_location", "");
+  if (!source_name) return error_response(source_name.error());
+  std::optional<Location> source;
+  if (!source_name->empty()) {
+    auto parsed = usable_location(*source_name, ctx);
+    if (!parsed) return error_response(parsed.error());
+    source = *parsed;
+  }
+  return Reply(std::function<Response()>(
+      [&store = ctx.store, key = std::move(*key), node, dest = *location, source, t = *target] {
+        auto sent = store.copy(key, dest, source);
+        if (!sent) return error_response(sent.error());
+        double gbps = sent->seconds > 0 ? static_cast<double>(sent->size) / sent->seconds / 1e9 : 0;
+        return json_response(dump({{"status", "success"},
+                                   {"success", true},
+                                   {"key", key},
+                                   {"source", sent->source.name()},
+                                   {"target", t},
+                                   {"node", node},
+                                   {"destination", sent->destination.name()},
+                                   {"method", sent->method},
+                                   {"size", sent->size},
+                                   {"seconds", sent->seconds},
+                                   {"throughput_gbps", gbps}}));
+      }));
 }
 
 }  // namespace gswarm::server

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "server/http_message.hpp"
 
@@ -17,6 +18,7 @@ struct Limits {
 struct Context {
   Store& store;
   Limits limits;
+  std::string node_name;  // this server's name in "node:device:N" targets
 };
 
 Reply handle_write(Request& req, Context& ctx);

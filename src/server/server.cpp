@@ -1,5 +1,7 @@
 #include "server/server.hpp"
 
+#include <unistd.h>
+
 #include <optional>
 #include <thread>
 #include <vector>
@@ -20,9 +22,20 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 using tcp = asio::ip::tcp;
 
+namespace {
+
+std::string node_name(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return "localhost";
+  return host;
+}
+
+}  // namespace
+
 struct Server::Impl {
   Impl(Store& store, ServerOptions opts)
-      : options(std::move(opts)), ctx{store, options.limits} {
+      : options(std::move(opts)), ctx{store, options.limits, node_name(options.node_name)} {
     int n = options.threads > 0 ? options.threads
                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     for (int i = 0; i < n; ++i) {

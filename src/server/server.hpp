@@ -23,6 +23,7 @@ struct ServerOptions {
   std::uint16_t port = 9015;  // 0: pick a free port
   int threads = 0;            // 0: one per core
   Limits limits;
+  std::string node_name;  // empty: the host name
   std::chrono::seconds idle_timeout{60};     // keep-alive connection with no request
   std::chrono::seconds request_timeout{30};  // stall while receiving or sending
   bool handle_signals = true;

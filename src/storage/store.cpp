@@ -1,5 +1,6 @@
 #include "storage/store.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 
@@ -268,7 +269,14 @@ Result<void> Store::release(std::string_view key) {
 }
 
 Result<MoveResult> Store::move(std::string_view key, Location destination) {
-  return move_impl(key, destination, std::make_shared<std::atomic<std::uint64_t>>(0), 0);
+  return move_impl(key, destination, std::make_shared<std::atomic<std::uint64_t>>(0), 0,
+                   MoveMode{});
+}
+
+Result<MoveResult> Store::copy(std::string_view key, Location destination,
+                               std::optional<Location> source) {
+  return move_impl(key, destination, std::make_shared<std::atomic<std::uint64_t>>(0), 0,
+                   MoveMode{true, source});
 }
 
 Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
@@ -285,7 +293,7 @@ Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
   }
   std::uint64_t id = operations_.add("move", key, destination, size);
   mover_->submit([this, id, key = std::move(key), destination] {
-    auto moved = move_impl(key, destination, operations_.progress(id), id);
+    auto moved = move_impl(key, destination, operations_.progress(id), id, MoveMode{});
     if (moved) {
       operations_.start(id, moved->source);  // no-op moves never reached the copy
       operations_.finish(id, std::nullopt, moved->seconds);
@@ -297,8 +305,12 @@ Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
 }
 
 Result<MoveResult> Store::move_impl(std::string_view key_view, Location destination,
-                                    Operations::Progress progress, std::uint64_t operation) {
+                                    Operations::Progress progress, std::uint64_t operation,
+                                    MoveMode mode) {
   if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
+  if (mode.source) {
+    if (auto ok = check_location(*mode.source); !ok) return tl::unexpected(ok.error());
+  }
   const std::string key(key_view);
   Shard& shard = shard_for(key);
   const auto started = std::chrono::steady_clock::now();
@@ -313,10 +325,34 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
       return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
     }
     Entry& entry = it->second;
-    source = entry.replicas.front();
-    if (source.location == destination) {
-      return MoveResult{destination, destination, entry.size, 0, "none",
-                        source.extent->read_pointer()};
+    auto at = [&entry](Location where) {
+      return std::find_if(entry.replicas.begin(), entry.replicas.end(), [where](const Replica& r) {
+        return r.location == where && r.status == CopyStatus::kComplete;
+      });
+    };
+    auto from = mode.source ? at(*mode.source) : entry.replicas.begin();
+    if (from == entry.replicas.end()) {
+      return make_error(ErrorCode::kWrongLocation,
+                        fmt::format("key '{}' has no copy in {}; it is in {}", key,
+                                    mode.source->name(), entry.replicas.front().location.name()));
+    }
+    source = *from;
+    if (auto there = at(destination); there != entry.replicas.end()) {
+      // Already there: a copy has nothing to do; a move keeps only that replica.
+      MoveResult done{source.location, destination, entry.size, 0, "none",
+                      there->extent->read_pointer()};
+      if (!mode.keep_source && !entry.moving) {
+        Replica keep = *there;
+        count(entry, -1);
+        std::vector<Replica> old;
+        for (auto& r : entry.replicas) {
+          if (r.extent != keep.extent) old.push_back(std::move(r));
+        }
+        entry.replicas = {std::move(keep)};
+        count(entry, +1);
+        discard(old);  // memory and unlinks only: no copy, quick
+      }
+      return done;
     }
     if (entry.moving) {
       return make_error(ErrorCode::kConflict,
@@ -340,7 +376,10 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
     Entry& entry = it->second;
     entry.moving = false;
     std::erase_if(entry.replicas, [](const Replica& r) { return r.status != CopyStatus::kComplete; });
-    if (done) {
+    if (done && mode.keep_source) {
+      entry.replicas.push_back(Replica{std::move(done), destination, CopyStatus::kComplete, {}});
+      location_keys_[slot(destination)].fetch_add(1, std::memory_order_relaxed);
+    } else if (done) {
       count(entry, -1);
       old = std::move(entry.replicas);
       entry.replicas = {Replica{std::move(done), destination, CopyStatus::kComplete, {}}};

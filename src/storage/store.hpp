@@ -174,6 +174,11 @@ class Store {
   // Queues the move on the mover and returns its operation id at once; progress
   // and outcome are in operations().
   [[nodiscard]] Result<std::uint64_t> start_move(std::string key, Location destination);
+  // Blocking: like move(), but the source replica stays, so the key then lives in
+  // both places (what `send` to a device of this node does). `source`, when set,
+  // picks the replica to copy from. Release removes every replica.
+  [[nodiscard]] Result<MoveResult> copy(std::string_view key, Location destination,
+                                        std::optional<Location> source = std::nullopt);
   const Operations& operations() const { return operations_; }
 
   [[nodiscard]] Result<KeyLocations> location(std::string_view key) const;
@@ -218,8 +223,13 @@ class Store {
   static std::size_t slot(Location location);
   void count(const Entry& entry, int delta);
   KeyLocations describe(const std::string& key, const Entry& entry) const;
+  struct MoveMode {
+    bool keep_source = false;
+    std::optional<Location> source;
+  };
   Result<MoveResult> move_impl(std::string_view key, Location destination,
-                               Operations::Progress progress, std::uint64_t operation);
+                               Operations::Progress progress, std::uint64_t operation,
+                               MoveMode mode);
   Result<WriteResult> install(std::string key, std::unique_ptr<Extent> extent, std::string format);
   static void discard(std::vector<Replica>& replicas);
 

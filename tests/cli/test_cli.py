@@ -195,11 +195,29 @@ def test_spec_stats_example(server):
         assert re.search(r"GPU memory:\s+none", out), out
 
 
-def test_spec_send_examples_are_not_supported_yet(server):
+def test_spec_send_examples_to_other_nodes_are_not_supported_yet(server):
     for args in (("send", "user:123", "localhost:9016"),
                  ("send", "model:weights", "node2:device:1", "--source", "device:0"),
                  ("send-gpu", "model:weights", "device:0", "node2", "device:1")):
         assert "not supported" in one_error_line(run(*args, host=server.address))
+
+
+def test_send_to_this_node_copies_and_shows_method_and_timing(server):
+    host = server.address
+    ok(run("write", "send:k", "payload", host=host))
+    out = ok(run("send", "send:k", "localhost:disk", host=host))
+    assert re.match(r"Sent 'send:k' from dram to localhost:disk via file \(.* in \d+\.\d+ s, .*GB/s\)$",
+                    out.strip()), out
+    where = json.loads(ok(run("get-location", "send:k", "--json", host=host)))
+    assert [r["location"] for r in where["locations"]] == ["dram", "disk"]
+    assert json.loads(ok(run("read", "send:k", "--json", host=host)))["value"] == "payload"
+    disk_keys = json.loads(ok(run("stats", "--json", host=host)))["stats"]["disk_keys"]
+    ok(run("release", "send:k", host=host))
+    assert json.loads(ok(run("stats", "--json", host=host)))["stats"]["disk_keys"] == disk_keys - 1
+    assert "not found" in one_error_line(run("get-location", "send:k", host=host))
+    if gpu_count(server) == 0:
+        line = one_error_line(run("send-gpu", "send:k", "device:0", "localhost", "device:1", host=host))
+        assert "device:" in line and "not available" in line
 
 
 # ---- output formats -----------------------------------------------------------------
