@@ -12,6 +12,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -47,7 +49,27 @@ struct Server::Impl {
     asio::io_context io{1};
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard{io.get_executor()};
     ConnectionSet connections;  // only touched on this loop's thread
+    asio::steady_timer sweeper{io};
   };
+
+  // Every kSweep, cancels the pending operation of each connection whose deadline
+  // passed; its session sees `timed_out` and answers 408 or closes.
+  static constexpr auto kSweep = std::chrono::milliseconds(250);
+  void sweep(Loop& loop) {
+    loop.sweeper.expires_after(kSweep);
+    loop.sweeper.async_wait([this, &loop](beast::error_code ec) {
+      if (ec) return;
+      const auto now = Connection::Clock::now();
+      for (const auto& conn : loop.connections) {
+        if (conn->deadline < now && !conn->timed_out) {
+          conn->timed_out = true;
+          beast::error_code ignored;
+          conn->socket.cancel(ignored);
+        }
+      }
+      sweep(loop);
+    });
+  }
 
   void accept_next() {
     Loop& target = *loops[next_loop++ % loops.size()];
@@ -62,7 +84,7 @@ struct Server::Impl {
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
       asio::post(target.io, [this, &target, s = std::move(socket)]() mutable {
-        auto conn = std::make_shared<Connection>(beast::tcp_stream(std::move(s)));
+        auto conn = std::make_shared<Connection>(std::move(s));
         target.connections.insert(conn);
         asio::co_spawn(target.io, serve(conn, SessionEnv{ctx, options, stopping}, target.connections),
                        asio::detached);
@@ -81,8 +103,10 @@ struct Server::Impl {
     for (auto& loop : loops) {
       asio::post(loop->io, [l = loop.get()] {
         for (const auto& conn : l->connections) {
-          if (conn->idle) conn->stream.cancel();
+          beast::error_code ignored;
+          if (conn->idle) conn->socket.cancel(ignored);
         }
+        l->sweeper.cancel();
         l->guard.reset();
       });
     }
@@ -141,6 +165,9 @@ void Server::run() {
     });
   }
   asio::post(io0, [&impl] { impl.accept_next(); });
+  for (auto& loop : impl.loops) {
+    asio::post(loop->io, [&impl, l = loop.get()] { impl.sweep(*l); });
+  }
   std::vector<std::thread> threads;
   for (std::size_t i = 1; i < impl.loops.size(); ++i) {
     threads.emplace_back([loop = impl.loops[i].get()] { loop->io.run(); });

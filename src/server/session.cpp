@@ -62,8 +62,9 @@ asio::awaitable<beast::error_code> read_body(Connection& conn, beast::flat_buffe
   buffer.consume(have);
   for (std::size_t off = have; off < dest.size();) {
     std::size_t n = std::min(dest.size() - off, kIoChunk);
-    conn.stream.expires_after(timeout);
-    auto [ec, got] = co_await asio::async_read(conn.stream, asio::buffer(dest.data() + off, n), kAwait);
+    conn.arm(timeout);
+    auto [ec, got] = co_await asio::async_read(conn.socket, asio::buffer(dest.data() + off, n), kAwait);
+    conn.disarm();
     if (ec) co_return ec;
     off += got;
   }
@@ -91,25 +92,32 @@ asio::awaitable<beast::error_code> write_response(Connection& conn, const Respon
   std::string header = status_line_and_headers(res, keep_alive, http10);
   std::span<const std::byte> value;
   if (res.value) value = res.value->bytes();
-  conn.stream.expires_after(timeout);
+  conn.arm(timeout);
+  beast::error_code result;
   if (value.size() <= kIoChunk) {
     std::array<asio::const_buffer, 4> parts = {asio::buffer(header), asio::buffer(res.head),
                                                asio::buffer(value.data(), value.size()),
                                                asio::buffer(res.tail)};
-    auto [ec, n] = co_await asio::async_write(conn.stream, parts, kAwait);
-    co_return ec;
+    auto [ec, n] = co_await asio::async_write(conn.socket, parts, kAwait);
+    result = ec;
+  } else {
+    std::array<asio::const_buffer, 2> first = {asio::buffer(header), asio::buffer(res.head)};
+    auto [ec, n] = co_await asio::async_write(conn.socket, first, kAwait);
+    result = ec;
+    for (std::size_t off = 0; !result && off < value.size(); off += kIoChunk) {
+      conn.arm(timeout);
+      auto [ec2, sent] = co_await asio::async_write(
+          conn.socket, asio::buffer(value.data() + off, std::min(kIoChunk, value.size() - off)), kAwait);
+      result = ec2;
+    }
+    if (!result) {
+      conn.arm(timeout);
+      auto [ec3, n3] = co_await asio::async_write(conn.socket, asio::buffer(res.tail), kAwait);
+      result = ec3;
+    }
   }
-  std::array<asio::const_buffer, 2> first = {asio::buffer(header), asio::buffer(res.head)};
-  if (auto [ec, n] = co_await asio::async_write(conn.stream, first, kAwait); ec) co_return ec;
-  for (std::size_t off = 0; off < value.size(); off += kIoChunk) {
-    std::size_t n = std::min(kIoChunk, value.size() - off);
-    conn.stream.expires_after(timeout);
-    auto [ec, sent] = co_await asio::async_write(conn.stream, asio::buffer(value.data() + off, n), kAwait);
-    if (ec) co_return ec;
-  }
-  conn.stream.expires_after(timeout);
-  auto [ec, n] = co_await asio::async_write(conn.stream, asio::buffer(res.tail), kAwait);
-  co_return ec;
+  conn.disarm();
+  co_return result;
 }
 
 struct Outcome {
@@ -190,8 +198,9 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     }
     if (!dest.empty() && beast::iequals(head[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      conn.stream.expires_after(env.options.request_timeout);
-      auto [ec, n] = co_await asio::async_write(conn.stream, asio::buffer(kContinue), kAwait);
+      conn.arm(env.options.request_timeout);
+      auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer(kContinue), kAwait);
+      conn.disarm();
       if (ec) {
         out.drop = true;
         co_return out;
@@ -199,7 +208,7 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     }
     if (auto ec = co_await read_body(conn, buffer, dest, env.options.request_timeout); ec) {
       out.drop = true;
-      if (ec == beast::error::timeout) {
+      if (conn.timed_out) {
         out.response = error_response(ErrorCode::kTimeout, "request body not received in time");
         out.drop = false;
         out.body_consumed = false;
@@ -234,18 +243,22 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies are checked against our own limits in handle()
-    conn->idle = true;
-    conn->stream.expires_after(env.options.idle_timeout);
-    auto [ec, n] = co_await http::async_read_header(conn->stream, buffer, parser, kAwait);
+    conn->idle = buffer.size() == 0;
+    conn->arm(env.options.idle_timeout);
+    auto [ec, n] = co_await http::async_read_header(conn->socket, buffer, parser, kAwait);
+    conn->disarm();
     conn->idle = false;
     if (ec) {
-      // Malformed or oversized headers get an answer; closes and timeouts do not.
+      // Malformed, oversized or half-sent headers get an answer; a peer that
+      // closes, or a keep-alive connection that stays silent, does not.
       const bool malformed = ec.category() == http::make_error_code(http::error::bad_target).category() &&
                              ec != http::error::end_of_stream && ec != http::error::partial_message;
-      if (malformed) {
-        Response res = error_response(
-            ec == http::error::header_limit ? ErrorCode::kTooLarge : ErrorCode::kBadRequest,
-            fmt::format("malformed request: {}", ec.message()));
+      const bool stalled = conn->timed_out && buffer.size() > 0;
+      if (malformed || stalled) {
+        Response res = stalled ? error_response(ErrorCode::kTimeout, "request headers not received in time")
+                               : error_response(ec == http::error::header_limit ? ErrorCode::kTooLarge
+                                                                                : ErrorCode::kBadRequest,
+                                                fmt::format("malformed request: {}", ec.message()));
         co_await write_response(*conn, res, false, false, env.options.request_timeout);
       }
       break;
@@ -260,8 +273,8 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
     if (wec || !keep_alive) break;
   }
   beast::error_code ignored;
-  conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  conn->stream.close();
+  conn->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  conn->socket.close(ignored);
   connections.erase(conn);
 }
 

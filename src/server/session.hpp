@@ -8,17 +8,33 @@
 #include <memory>
 #include <unordered_set>
 
+#include <chrono>
+
 #include <boost/asio/awaitable.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "server/server.hpp"
 
 namespace gswarm::server {
 
+// One client connection. Timeouts are deadlines swept by the event loop's timer
+// (server.cpp), which cancels the socket's pending operation when its deadline
+// passes: cheaper than arming a timer per read and write, and the connection
+// stays usable to answer 408. Only touched on its event loop's thread.
 struct Connection {
-  explicit Connection(boost::beast::tcp_stream s) : stream(std::move(s)) {}
-  boost::beast::tcp_stream stream;
-  bool idle = true;  // waiting for a request; only touched on the stream's thread
+  using Clock = std::chrono::steady_clock;
+  explicit Connection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
+
+  void arm(std::chrono::seconds timeout) {
+    deadline = Clock::now() + timeout;
+    timed_out = false;
+  }
+  void disarm() { deadline = Clock::time_point::max(); }
+
+  boost::asio::ip::tcp::socket socket;
+  Clock::time_point deadline = Clock::time_point::max();
+  bool timed_out = false;  // the sweeper cancelled the pending operation
+  bool idle = true;        // waiting for a request
 };
 
 // Connections of one event loop; only touched on that loop's thread.

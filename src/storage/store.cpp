@@ -36,14 +36,15 @@ std::string_view copy_status_name(CopyStatus status) {
 }
 
 Result<void> validate_format(std::string_view format) {
-  bool ok = !format.empty() && format.size() <= 64;
+  bool ok = !format.empty() && format.size() <= 64 && format.front() != '.';
   for (char c : format) {
     ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ||
-                c == '+' || c == '/');
+                c == '+');
   }
   if (!ok) {
     return make_error(ErrorCode::kBadRequest,
-                      "format must be 1 to 64 characters of letters, digits and . _ - + /");
+                      "format must be 1 to 64 characters of letters, digits and . _ - + "
+                      "(not starting with '.')");
   }
   return {};
 }

@@ -248,7 +248,7 @@ class Store {
   std::unique_ptr<Mover> mover_;  // last: its threads stop first
 };
 
-// Format tags: 1 to 64 characters of [A-Za-z0-9._+/-].
+// Format tags: 1 to 64 characters of [A-Za-z0-9._+-], not starting with '.'.
 [[nodiscard]] Result<void> validate_format(std::string_view format);
 
 }  // namespace gswarm

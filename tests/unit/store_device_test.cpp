@@ -172,5 +172,35 @@ TEST_F(StoreDeviceTest, StatsAndReadPointersPerDevice) {
   EXPECT_EQ(rp->size, kMiB);
 }
 
+TEST_F(StoreDeviceTest, CopyKeepsTheSourceAndReleaseRemovesEveryReplica) {
+  const std::string value = pattern(2 * kMiB, 8);
+  ASSERT_TRUE(store_->write("k", bytes(value), Location::device(0), "bytes"));
+  auto sent = store_->copy("k", Location::device(1), Location::device(0));
+  ASSERT_TRUE(sent) << sent.error().message;
+  EXPECT_EQ(sent->method, "nvlink");
+  auto where = store_->location("k");
+  ASSERT_EQ(where->replicas.size(), 2u);
+  EXPECT_EQ(where->primary, Location::device(0));
+  EXPECT_EQ(where->replicas[1].location, Location::device(1));
+  EXPECT_EQ(store_->stats().devices[1].used, 2 * kMiB);
+  // Copying again changes nothing; copying from where the key is not is an error.
+  EXPECT_EQ(store_->copy("k", Location::device(1))->method, "none");
+  EXPECT_EQ(store_->copy("k", Location::device(2), Location::disk()).error().code,
+            ErrorCode::kWrongLocation);
+  // Moving to a location that already holds a replica keeps just that one.
+  auto moved = store_->move("k", Location::device(1));
+  ASSERT_TRUE(moved);
+  EXPECT_EQ(moved->method, "none");
+  EXPECT_EQ(store_->location("k")->replicas.size(), 1u);
+  EXPECT_EQ(store_->stats().devices[0].used, 0u);
+  ASSERT_TRUE(store_->copy("k", Location::disk()));
+  ASSERT_TRUE(store_->release("k"));
+  auto stats = store_->stats();
+  EXPECT_EQ(stats.total_keys, 0u);
+  EXPECT_EQ(stats.disk_used, 0u);
+  EXPECT_EQ(stats.devices[1].used, 0u);
+  EXPECT_EQ(stats.disk_keys, 0u);
+}
+
 }  // namespace
 }  // namespace gswarm

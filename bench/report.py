@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Turns the measurements bench/run.sh collects into the markdown report.
+
+Input: one line per measurement, "<name> key=value ...", e.g.
+  gswarm.read_raw.100 rps=101207.0 non2xx=0 ... p99_ms=2.296
+  redis.write.100 rps=90415.91 p50_ms=0.287 ...
+  gswarm.large.268435456 write_Bps=2960120801 read_Bps=2766358867
+  iperf3 Bps=3197771757
+  env date=2026-11-24T11:47Z
+  gswarm_log <a warning line gswarm printed>
+"""
+import sys
+
+MIB = 1 << 20
+
+
+def load(path):
+    data, env, logs = {}, {}, []
+    for line in open(path):
+        line = line.rstrip("\n")
+        if not line:
+            continue
+        name, _, rest = line.partition(" ")
+        if name == "gswarm_log":
+            logs.append(rest)
+            continue
+        fields = dict(tok.split("=", 1) for tok in rest.split() if "=" in tok)
+        if name == "env":
+            env.update(fields)
+        else:
+            data[name] = fields
+    return data, env, logs
+
+
+def num(data, name, field):
+    try:
+        return float(data[name][field])
+    except (KeyError, ValueError):
+        return None
+
+
+def ops(v):
+    return "n/a" if v is None else f"{v:,.0f}"
+
+
+def mbs(v):
+    return "n/a" if v is None else f"{v / 1e6:,.0f}"
+
+
+def ratio(a, b):
+    return None if a is None or not b else a / b
+
+
+def fmt_ratio(r):
+    return "n/a" if r is None else f"{r:.2f}x"
+
+
+def met(r, target):
+    if r is None:
+        return "n/a"
+    return "yes" if r >= target else "**no**"
+
+
+def size_name(n):
+    n = int(n)
+    if n >= MIB:
+        return f"{n // MIB} MiB"
+    if n >= 1024:
+        return f"{n // 1024} KiB"
+    return f"{n} B"
+
+
+def main():
+    data, env, logs = load(sys.argv[1])
+    iperf = num(data, "iperf3", "Bps")
+    out = []
+    w = out.append
+
+    w("# gswarm benchmark")
+    w("")
+    w(f"Run {env.get('date', '?')} on {env.get('cores', '?')} cores "
+      f"({env.get('cpu', '?').replace('_', ' ')}), gswarm commit {env.get('commit', '?')} (HEAD; the working tree may differ), "
+      f"Redis {env.get('redis', '?')}. Client and server share the machine, over loopback. "
+      f"Small values: {env.get('duration', '?')} s per load, 50 keep-alive connections, no pipelining, "
+      f"keys cycling over {int(env.get('keys', 0)):,} keys (wrk -t{env.get('wrk_threads', '?')} against "
+      f"gswarm, redis-benchmark -P 1 against Redis). Large values: one connection, "
+      f"bytes / elapsed time of whole requests. MB/s = 10^6 bytes/s.")
+    w("")
+
+    # Headline: the targets.
+    w("## Targets")
+    w("")
+    w("| Measure | gswarm | reference | ratio | target | met |")
+    w("|---|---:|---:|---:|---:|:---:|")
+    g, r = num(data, "gswarm.read_raw.100", "rps"), num(data, "redis.read.100", "rps")
+    q = ratio(g, r)
+    w(f"| read 100 B, ops/s: gswarm raw `GET /read_extended` vs Redis GET | {ops(g)} | {ops(r)} "
+      f"| {fmt_ratio(q)} | >= 1.0x | {met(q, 1.0)} |")
+    g, r = num(data, "gswarm.write_raw.100", "rps"), num(data, "redis.write.100", "rps")
+    q = ratio(g, r)
+    w(f"| write 100 B, ops/s: gswarm raw `POST /write_extended` vs Redis SET | {ops(g)} | {ops(r)} "
+      f"| {fmt_ratio(q)} | >= 0.9x | {met(q, 0.9)} |")
+    big = str(256 * MIB)
+    for op in ("write", "read"):
+        g = num(data, f"gswarm.large.{big}", f"{op}_Bps")
+        q = ratio(g, iperf)
+        w(f"| {op} 256 MiB, MB/s: gswarm vs one iperf3 TCP stream | {mbs(g)} | {mbs(iperf)} "
+          f"| {fmt_ratio(q)} | >= 0.8x | {met(q, 0.8)} |")
+    w("")
+
+    # Small values.
+    w("## Small values: ops/s, 50 keep-alive connections, no pipelining")
+    w("")
+    w("gswarm raw = `GET /read_extended/K` with `Accept: application/octet-stream` and "
+      "`POST /write_extended?key=K` with an `application/octet-stream` body; "
+      "gswarm JSON = `GET /read/K` and `POST /write` with the value as a JSON string. "
+      "The targets use the raw paths.")
+    w("")
+    w("| operation | size | gswarm raw | gswarm JSON | Redis | raw / Redis | JSON / Redis |")
+    w("|---|---|---:|---:|---:|---:|---:|")
+    for size in ("100", "4096"):
+        for op in ("read", "write"):
+            graw = num(data, f"gswarm.{op}_raw.{size}", "rps")
+            gjson = num(data, f"gswarm.{op}_json.{size}", "rps")
+            red = num(data, f"redis.{op}.{size}", "rps")
+            label = {"read": "read (Redis GET)", "write": "write (Redis SET)"}[op]
+            w(f"| {label} | {size_name(size)} | {ops(graw)} | {ops(gjson)} | {ops(red)} "
+              f"| {fmt_ratio(ratio(graw, red))} | {fmt_ratio(ratio(gjson, red))} |")
+    w("")
+    w("### Latency and errors of the small-value loads")
+    w("")
+    w("| load | p50 ms | p99 ms | max ms | non-2xx | socket errors (connect/read/write/timeout) |")
+    w("|---|---:|---:|---:|---:|---|")
+    for size in ("100", "4096"):
+        for op in ("read", "write"):
+            for kind in ("raw", "json"):
+                name = f"gswarm.{op}_{kind}.{size}"
+                if name not in data:
+                    continue
+                d = data[name]
+                w(f"| gswarm {op} {kind} {size_name(size)} | {d.get('p50_ms')} | {d.get('p99_ms')} "
+                  f"| {d.get('max_ms')} | {d.get('non2xx')} | {d.get('err_connect')}/{d.get('err_read')}/"
+                  f"{d.get('err_write')}/{d.get('err_timeout')} |")
+            name = f"redis.{op}.{size}"
+            if name in data:
+                d = data[name]
+                w(f"| Redis {'GET' if op == 'read' else 'SET'} {size_name(size)} | {d.get('p50_ms')} "
+                  f"| {d.get('p99_ms')} | {d.get('max_ms')} | - | - |")
+    w("")
+
+    # Large values.
+    w("## Large values: MB/s on one connection")
+    w("")
+    w("gswarm: raw `POST /write_extended` and `GET /read_extended` (octet-stream); Redis: SET and "
+      "GET over RESP; both driven by `gswarm_bench`, which receives into a preallocated buffer. "
+      f"Same key overwritten each round; one untimed round first, then "
+      f"{env.get('large_rounds_1m', '?')} timed rounds (1 MiB) and {env.get('large_rounds_256m', '?')} "
+      f"(256 MiB). The first two columns (and the targets) are total bytes / total time "
+      f"of the timed rounds; the median-round columns show the steady state without outliers.")
+    w("")
+    w("| operation | size | gswarm | Redis | gswarm / Redis | gswarm / iperf3 "
+      "| gswarm median round | Redis median round |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|")
+    for size in (str(MIB), big):
+        for op in ("write", "read"):
+            g = num(data, f"gswarm.large.{size}", f"{op}_Bps")
+            red = num(data, f"redis.large.{size}", f"{op}_Bps")
+            gm = num(data, f"gswarm.large.{size}", f"{op}_median_Bps")
+            rm = num(data, f"redis.large.{size}", f"{op}_median_Bps")
+            w(f"| {op} | {size_name(size)} | {mbs(g)} | {mbs(red)} | {fmt_ratio(ratio(g, red))} "
+              f"| {fmt_ratio(ratio(g, iperf))} | {mbs(gm)} | {mbs(rm)} |")
+    w(f"| one TCP stream (iperf3 -t 5) | - | {mbs(iperf)} | | | 1.00x | | |")
+    w("")
+    rb_w = num(data, f"redis-benchmark.large.{MIB}", "write_rps")
+    rb_r = num(data, f"redis-benchmark.large.{MIB}", "read_rps")
+    if rb_w is not None and rb_r is not None:
+        w(f"For reference, redis-benchmark (hiredis client, -c 1) on 1 MiB values: "
+          f"SET {mbs(rb_w * MIB)} MB/s, GET {mbs(rb_r * MIB)} MB/s.")
+        w("")
+    if logs:
+        w("## gswarm warnings during the run")
+        w("")
+        for line in logs:
+            w(f"    {line}")
+        w("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Benchmarks gswarm against Redis and one loopback TCP stream (iperf3) in one run
+# and prints a markdown report; see bench/README.md for what each row measures.
+#
+#   ./bench/run.sh [RESULTS_FILE]          (default bench/results.md)
+#
+# Environment:
+#   GSWARM_BUILD_DIR  build folder holding gswarm and bench/gswarm_bench (default build;
+#                     build/ is built with ./scripts/build.sh, any other folder with
+#                     cmake for the two targets only)
+#   BENCH_SKIP_BUILD  1: use the binaries already in GSWARM_BUILD_DIR
+#   BENCH_DURATION    seconds per small-value load (default 10)
+#   BENCH_KEYS        keyspace of the small-value loads (default 100000)
+#   WRK_THREADS       wrk threads (default 2)
+#   GSWARM_ARGS       extra flags for `gswarm data start` (e.g. "--threads 1")
+set -euo pipefail
+results=${1:-}
+[ -z "$results" ] || results=$(realpath -m "$results")  # relative to the caller's folder
+cd "$(dirname "$0")/.."
+root=$PWD
+results=${results:-$root/bench/results.md}
+build=${GSWARM_BUILD_DIR:-build}
+duration=${BENCH_DURATION:-10}
+nkeys=${BENCH_KEYS:-100000}
+wrk_threads=${WRK_THREADS:-2}
+conns=50
+large_sizes=(1048576 268435456)
+declare -A large_count=([1048576]=500 [268435456]=8)
+
+log() { printf '%s [bench] %s\n' "$(date +%T)" "$*" >&2; }
+
+# ---- tools and build -------------------------------------------------------
+./scripts/deps.sh redis-server redis-tools wrk iperf3 curl
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+  if [ "$build" = build ]; then
+    ./scripts/build.sh
+  else
+    [ -f "$build/build.ninja" ] || cmake -S . -B "$build" -G Ninja -DGSWARM_BUILD_TESTS=OFF
+    cmake --build "$build" -j"$(nproc)" --target gswarm gswarm_bench
+  fi
+fi
+gswarm_bin=$root/$build/gswarm
+bench_bin=$root/$build/bench/gswarm_bench
+[[ $build = /* ]] && gswarm_bin=$build/gswarm bench_bin=$build/bench/gswarm_bench
+for b in "$gswarm_bin" "$bench_bin"; do
+  [ -x "$b" ] || { echo "missing $b (build it first)" >&2; exit 1; }
+done
+
+# ---- servers -----------------------------------------------------------------
+tmp=$(mktemp -d /tmp/gswarm-bench.XXXXXX)
+raw=$tmp/raw.txt  # one line per measurement: "<name> key=value ..."
+: >"$raw"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_for() {  # wait_for SECONDS COMMAND...
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
+
+# ---- iperf3: one loopback TCP stream -------------------------------------------
+iport=$(free_port)
+iperf3 -s -1 -p "$iport" >"$tmp/iperf3-server.log" 2>&1 &
+pids+=($!)
+log "iperf3: one TCP stream, 5 s"
+# The one-shot server (-1) may not listen yet: a refused client leaves it untouched.
+# (iperf3 3.12 exits 0 with -J even when it cannot connect; the JSON has "error".)
+for _ in $(seq 50); do
+  iperf3 -c 127.0.0.1 -p "$iport" -t 5 -J >"$tmp/iperf3.json" 2>/dev/null || true
+  grep -q '"error"' "$tmp/iperf3.json" || break
+  sleep 0.2
+done
+python3 - "$tmp/iperf3.json" >>"$raw" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+if "error" in d:
+    sys.exit("iperf3: " + d["error"])
+print("iperf3 Bps=%.0f" % (d["end"]["sum_received"]["bits_per_second"] / 8))
+EOF
+
+gport_log=$tmp/gswarm.out
+log "starting gswarm and redis-server"
+# --port 0: the server picks a free port and prints it on its first stdout line.
+# shellcheck disable=SC2086
+"$gswarm_bin" data start --host 127.0.0.1 --port 0 --disk-path "$tmp/disk" --max-memory 8GB \
+  ${GSWARM_ARGS:-} >"$gport_log" 2>"$tmp/gswarm.err" &
+pids+=($!)
+wait_for 30 grep -q "listening on" "$gport_log" || { cat "$tmp/gswarm.err" >&2; exit 1; }
+gport=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$gport_log")
+
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  --dir "$tmp" >"$tmp/redis.log" 2>&1 &
+pids+=($!)
+wait_for 30 bash -c "[ \"\$(redis-cli -p $rport ping)\" = PONG ]" || { cat "$tmp/redis.log" >&2; exit 1; }
+
+# ---- large values: one connection ---------------------------------------------
+for size in "${large_sizes[@]}"; do
+  count=${large_count[$size]}
+  for server in gswarm redis; do
+    if [ $server = gswarm ]; then port=$gport flag=; else port=$rport flag=--redis; fi
+    log "$server: $size B values, write and read x $count on one connection"
+    # shellcheck disable=SC2086
+    out=$("$bench_bin" throughput --port "$port" $flag --size "$size" --count "$count" --warmup 1 --verify)
+    echo "$out" | grep -v '^RESULT' >&2
+    echo "$server.large.$size $(echo "$out" | sed -n 's/^RESULT //p')" >>"$raw"
+  done
+  redis-cli -p "$rport" del bench_large >/dev/null
+done
+# For reference: redis' own client (hiredis) on 1 MiB values.
+log "redis-benchmark: 1 MiB SET/GET, 1 connection"
+redis-benchmark -p "$rport" -c 1 -P 1 -n 1000 -d 1048576 -r 16 -t set,get --csv >"$tmp/rb-1m.csv"
+python3 - "$tmp/rb-1m.csv" >>"$raw" <<'EOF'
+import csv, sys
+rows = {r["test"]: r for r in csv.DictReader(open(sys.argv[1]))}
+print("redis-benchmark.large.1048576 write_rps=%s read_rps=%s" % (rows["SET"]["rps"], rows["GET"]["rps"]))
+EOF
+redis-cli -p "$rport" flushall >/dev/null
+
+# ---- small values: 50 keep-alive connections ----------------------------------
+run_wrk() {  # run_wrk NAME SCRIPT ARGS...
+  local name=$1 script=$2; shift 2
+  log "wrk: $name (${duration}s, $conns connections, $wrk_threads threads)"
+  wrk -t"$wrk_threads" -c"$conns" -d"${duration}s" -s "bench/wrk/$script" "http://127.0.0.1:$gport" -- "$@" \
+    >"$tmp/wrk-$name.log" 2>&1 || { cat "$tmp/wrk-$name.log" >&2; exit 1; }
+  local line
+  line=$(sed -n 's/^WRK_RESULT //p' "$tmp/wrk-$name.log")
+  [ -n "$line" ] || { cat "$tmp/wrk-$name.log" >&2; exit 1; }
+  echo "gswarm.$name $line" >>"$raw"
+}
+
+run_redis() {  # run_redis set|get SIZE REQUESTS
+  local op=$1 size=$2 n=$3
+  log "redis-benchmark: $size B ${op^^}, $conns connections, -n $n"
+  redis-benchmark -p "$rport" -c "$conns" -P 1 -n "$n" -d "$size" -t "$op" -r "$nkeys" --csv \
+    >"$tmp/rb-$op-$size.csv"
+  python3 - "$tmp/rb-$op-$size.csv" "$size" >>"$raw" <<'EOF'
+import csv, sys
+for r in csv.DictReader(open(sys.argv[1])):
+    op = {"SET": "write", "GET": "read"}[r["test"]]
+    print("redis.%s.%s rps=%s p50_ms=%s p99_ms=%s max_ms=%s"
+          % (op, sys.argv[2], r["rps"], r["p50_latency_ms"], r["p99_latency_ms"], r["max_latency_ms"]))
+EOF
+}
+
+# Each gswarm load runs right after the Redis load it is compared with, so that
+# changes in background load hit both sides alike.
+for size in 100 4096; do
+  log "prefilling $nkeys keys of $size B: gswarm raw, gswarm JSON, Redis"
+  "$bench_bin" prefill --port "$gport" --size "$size" --keys "$nkeys" --prefix "r${size}_" --connections 8 >&2
+  "$bench_bin" prefill --port "$gport" --size "$size" --keys "$nkeys" --prefix "j${size}_" --connections 8 --json >&2
+  # redis-benchmark -r N uses the keys key:000000000000 .. key:(N-1), 12 digits.
+  "$bench_bin" prefill --port "$rport" --redis --size "$size" --keys "$nkeys" --prefix key: --width 12 \
+    --connections 8 >&2
+
+  # A short calibration picks -n so each Redis load runs about $duration seconds.
+  redis-benchmark -p "$rport" -c "$conns" -P 1 -n 30000 -d "$size" -t set,get -r "$nkeys" --csv \
+    >"$tmp/rb-cal-$size.csv"
+  n=$(python3 - "$tmp/rb-cal-$size.csv" "$duration" <<'EOF'
+import csv, sys
+rps = min(float(r["rps"]) for r in csv.DictReader(open(sys.argv[1])))
+print(max(30000, int(rps * float(sys.argv[2]))))
+EOF
+)
+  run_redis set "$size" "$n"
+  run_wrk "write_raw.$size" write.lua "$size" "$nkeys" "r${size}_" raw
+  run_redis get "$size" "$n"
+  run_wrk "read_raw.$size" read.lua "$nkeys" "r${size}_" raw
+  run_wrk "read_json.$size" read.lua "$nkeys" "j${size}_" json
+  run_wrk "write_json.$size" write.lua "$size" "$nkeys" "j${size}_" json
+done
+
+# ---- report --------------------------------------------------------------------
+{
+  echo "env date=$(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "env cores=$(nproc)"
+  echo "env cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr ' ' '_')"
+  echo "env commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "env redis=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+  echo "env wrk_threads=$wrk_threads"
+  echo "env duration=$duration"
+  echo "env keys=$nkeys"
+  echo "env large_rounds_1m=${large_count[1048576]} large_rounds_256m=${large_count[268435456]}"
+} >>"$raw"
+# Anything gswarm logged at warning level or above during the run.
+grep -E '\[(warning|error|critical)\]' "$tmp/gswarm.err" | head -20 | sed 's/^/gswarm_log /' >>"$raw" || true
+mkdir -p "$(dirname "$results")"
+python3 bench/report.py "$raw" | tee "$results"
+log "report written to $results"
