@@ -115,7 +115,7 @@ for size in "${large_sizes[@]}"; do
     if [ $server = gswarm ]; then port=$gport flag=; else port=$rport flag=--redis; fi
     log "$server: $size B values, write and read x $count on one connection"
     # shellcheck disable=SC2086
-    out=$("$bench_bin" throughput --port "$port" $flag --size "$size" --count "$count" --warmup 1 --verify)
+    out=$("$bench_bin" throughput --port "$port" $flag --size "$size" --count "$count" --warmup 2 --verify)
     echo "$out" | grep -v '^RESULT' >&2
     echo "$server.large.$size $(echo "$out" | sed -n 's/^RESULT //p')" >>"$raw"
   done

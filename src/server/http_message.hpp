@@ -58,6 +58,11 @@ Response json_response(std::string body, int status = 200);
 Response error_response(const Error& error);
 Response error_response(ErrorCode code, std::string message);
 
+// Appends `text` as a JSON string literal (quoted and escaped). `text` must be
+// valid UTF-8 (keys are validated at the edge).
+void append_json_string(std::string& out, std::string_view text);
+std::string json_string(std::string_view text);
+
 // "%2F" → "/"; `plus_is_space` for query strings. kBadRequest on bad escapes.
 [[nodiscard]] Result<std::string> percent_decode(std::string_view text, bool plus_is_space);
 [[nodiscard]] Result<std::map<std::string, std::string>> parse_query(std::string_view query);

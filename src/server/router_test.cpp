@@ -40,3 +40,16 @@ TEST(Query, DecodesPairs) {
 
 }  // namespace
 }  // namespace gswarm::server
+
+namespace gswarm::server {
+namespace {
+
+TEST(JsonString, EscapesQuotesBackslashesAndControlCharacters) {
+  EXPECT_EQ(json_string("plain"), "\"plain\"");
+  EXPECT_EQ(json_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(json_string(std::string("\n\t\x01", 3)), "\"\\u000a\\u0009\\u0001\"");
+  EXPECT_EQ(json_string("ключ/🔑"), "\"ключ/🔑\"");  // UTF-8 passes through
+}
+
+}  // namespace
+}  // namespace gswarm::server
