@@ -243,15 +243,14 @@ class CudaBackend final : public DeviceBackend {
     return atomics != 0 ? "nvlink" : "p2p";
   }
 
-  void* allocate_pinned(std::uint64_t size) override {
-    void* ptr = nullptr;
-    if (cudaHostAlloc(&ptr, std::max<std::uint64_t>(size, 1), cudaHostAllocPortable) != cudaSuccess) {
+  bool register_host(void* ptr, std::uint64_t size) override {
+    if (cudaHostRegister(ptr, size, cudaHostRegisterPortable) != cudaSuccess) {
       cudaGetLastError();
-      return nullptr;
+      return false;
     }
-    return ptr;
+    return true;
   }
-  void free_pinned(void* ptr) override { cudaFreeHost(ptr); }
+  void unregister_host(void* ptr) override { cudaHostUnregister(ptr); }
 
   std::optional<IpcHandle> ipc_handle(int device, const void* ptr) const override {
     cudaIpcMemHandle_t handle;

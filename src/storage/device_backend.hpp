@@ -45,10 +45,10 @@ class DeviceBackend {
   // How copies from `src` to `dst` run: "local", "nvlink", "p2p" or "staged".
   virtual std::string peer_method(int src_device, int dst_device) const = 0;
 
-  // Page-locked host memory the devices can DMA from (cudaHostAlloc); nullptr
-  // when the backend has none (pinned_dram then uses mlock).
-  virtual void* allocate_pinned(std::uint64_t size) { return nullptr; }
-  virtual void free_pinned(void* ptr) {}
+  // Pins host memory for DMA (cudaHostRegister). False when the backend cannot;
+  // pinned_dram then uses mlock.
+  virtual bool register_host(void* ptr, std::uint64_t size) { return false; }
+  virtual void unregister_host(void* ptr) {}
 
   // A handle another local process can open (cudaIpcOpenMemHandle), encoded as
   // text, plus the offset of `ptr` inside the allocation it names.

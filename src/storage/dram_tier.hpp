@@ -1,10 +1,11 @@
 // DramTier: values in host memory, counted against --max-memory. The only tier
-// `read` serves. Large values use HostBlock's pre-faulted, reused mappings.
+// `read` serves. The bytes live in shared memory (shared_memory.hpp), so every
+// DRAM replica has a read pointer another local process can map.
 #pragma once
 
 #include <memory>
 
-#include "storage/host_memory.hpp"
+#include "storage/shared_memory.hpp"
 #include "storage/tier.hpp"
 
 namespace gswarm {
@@ -23,5 +24,8 @@ class DramTier final : public Tier {
  private:
   std::shared_ptr<LimitCounter> counter_;
 };
+
+// The "shm" read pointer of a shared block; none for private fallback memory.
+std::optional<ReadPointer> shm_read_pointer(const SharedBlock& block);
 
 }  // namespace gswarm

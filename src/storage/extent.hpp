@@ -27,8 +27,8 @@ namespace gswarm {
 // Where another local process can find a replica's bytes without a copy
 // (doc/read-pointers.md). Only fields meaningful for `kind` are set.
 struct ReadPointer {
-  std::string kind;  // "file" (disk), "cuda_ipc" (device:N)
-  std::string path;  // file path, or the encoded CUDA IPC handle
+  std::string kind;  // "shm" (dram, pinned_dram), "file" (disk), "cuda_ipc" (device:N)
+  std::string path;  // segment or file path, or the encoded CUDA IPC handle
   std::uint64_t offset = 0;
   std::uint64_t size = 0;
   int device = -1;   // device:N replicas

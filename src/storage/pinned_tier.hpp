@@ -1,7 +1,8 @@
 // PinnedTier: page-locked host memory (pinned_dram), the staging tier for GPU
-// copies. With a CUDA driver it comes from cudaHostAlloc (through the device
-// backend), without one it is mmap'd and mlock'ed; the bytes count against
-// --max-pinned. Not readable through `read` (spec), movable anywhere.
+// copies. Each value is a shared-memory segment of its own (so it has a read
+// pointer), registered with the GPU driver (cudaHostRegister) when there is one
+// and mlock'ed otherwise; the bytes count against --max-pinned. Not readable
+// through `read` (spec), movable anywhere.
 #pragma once
 
 #include <memory>

@@ -12,6 +12,7 @@
 #include "storage/disk_tier.hpp"
 #include "storage/dram_tier.hpp"
 #include "storage/pinned_tier.hpp"
+#include "storage/shared_memory.hpp"
 
 namespace gswarm {
 namespace {
@@ -72,6 +73,7 @@ Store::Store(const StoreOptions& options)
 Store::~Store() = default;
 
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
+  SharedMemory::raise_fd_limit();  // large DRAM values are one memfd each
   std::unique_ptr<Store> store(new Store(options));
   auto disk = DiskTier::open(options.disk_path, options.max_disk);
   if (!disk) return tl::unexpected(disk.error());
@@ -488,7 +490,7 @@ StoreStats Store::stats() const {
   s.active_moves = active_moves_.load();
   s.move_threads = mover_->threads();
   s.disk_path = disk_->root().string();
-  s.host_cache_bytes = HostBlock::cached_bytes();
+  s.host_cache_bytes = SharedMemory::cached_bytes() + HostBlock::cached_bytes();
   s.device_backend = backend_->name();
   for (int d = 0; d < device_count(); ++d) {
     auto usage = devices_[d]->usage();
