@@ -14,18 +14,20 @@ namespace gswarm {
 
 class PinnedTier final : public Tier {
  public:
-  PinnedTier(std::uint64_t max_pinned, std::shared_ptr<DeviceBackend> backend)
-      : counter_(std::make_shared<LimitCounter>("--max-pinned", max_pinned)),
-        backend_(std::move(backend)) {}
+  PinnedTier(std::uint64_t max_pinned, std::shared_ptr<DeviceBackend> backend);
+  ~PinnedTier() override;
 
   Location location() const override { return Location::pinned_dram(); }
   Result<std::unique_ptr<Extent>> allocate(std::uint64_t size, std::string_view key,
                                            std::string_view format) override;
   const LimitCounter& counter() const override { return *counter_; }
 
+  struct Cache;  // freed segments kept pinned for reuse (pinned_tier.cpp)
+
  private:
   std::shared_ptr<LimitCounter> counter_;
   std::shared_ptr<DeviceBackend> backend_;
+  std::shared_ptr<Cache> cache_;  // extents return their segments here
 };
 
 }  // namespace gswarm
