@@ -28,6 +28,7 @@ namespace {
 
 constexpr std::uint64_t kStagingChunk = 8 * kMiB;
 constexpr std::uint64_t kLargeGranule = 2 * kMiB;
+constexpr std::uint64_t kDirectLimit = kStagingChunk / 8;  // pageable copies below this go direct
 
 Error cuda_error(cudaError_t err, std::string_view what) {
   ErrorCode code = err == cudaErrorMemoryAllocation ? ErrorCode::kOverLimit : ErrorCode::kIo;
@@ -73,7 +74,10 @@ struct StagingPair {
 
 class CudaBackend final : public DeviceBackend {
  public:
-  explicit CudaBackend(int count) : pools_(static_cast<std::size_t>(count)), count_(count) {}
+  explicit CudaBackend(int count)
+      : pools_(static_cast<std::size_t>(count)),
+        idle_staging_(static_cast<std::size_t>(count)),
+        count_(count) {}
 
   ~CudaBackend() override {
     for (auto& pair : staging_) {
@@ -149,14 +153,10 @@ class CudaBackend final : public DeviceBackend {
                               bool host_pinned) override {
     GSWARM_CUDA_TRY(cudaSetDevice(device));
     Stream stream;
-    if (host_pinned || size <= kStagingChunk / 8) {
-      GSWARM_CUDA_TRY(cudaMemcpyAsync(dst, src, size, cudaMemcpyHostToDevice, stream.get()));
-      GSWARM_CUDA_TRY(cudaStreamSynchronize(stream.get()));
-      return {};
+    if (host_pinned || size <= kDirectLimit) {
+      return direct_copy(dst, src, size, cudaMemcpyHostToDevice, stream.get());
     }
-    auto pair = take_staging();
-    if (!pair) return tl::unexpected(pair.error());
-    auto result = [&]() -> Result<void> {
+    return staged(device, [&](StagingPair* pair) -> Result<void> {
       const auto* in = static_cast<const std::byte*>(src);
       auto* out = static_cast<std::byte*>(dst);
       for (std::uint64_t off = 0, i = 0; off < size; off += kStagingChunk, ++i) {
@@ -171,23 +171,17 @@ class CudaBackend final : public DeviceBackend {
       }
       GSWARM_CUDA_TRY(cudaStreamSynchronize(stream.get()));
       return {};
-    }();
-    give_staging(*pair);
-    return result;
+    });
   }
 
   Result<void> copy_to_host(int device, void* dst, const void* src, std::uint64_t size,
                             bool host_pinned) override {
     GSWARM_CUDA_TRY(cudaSetDevice(device));
     Stream stream;
-    if (host_pinned || size <= kStagingChunk / 8) {
-      GSWARM_CUDA_TRY(cudaMemcpyAsync(dst, src, size, cudaMemcpyDeviceToHost, stream.get()));
-      GSWARM_CUDA_TRY(cudaStreamSynchronize(stream.get()));
-      return {};
+    if (host_pinned || size <= kDirectLimit) {
+      return direct_copy(dst, src, size, cudaMemcpyDeviceToHost, stream.get());
     }
-    auto pair = take_staging();
-    if (!pair) return tl::unexpected(pair.error());
-    auto result = [&]() -> Result<void> {
+    return staged(device, [&](StagingPair* pair) -> Result<void> {
       const auto* in = static_cast<const std::byte*>(src);
       auto* out = static_cast<std::byte*>(dst);
       const std::uint64_t chunks = (size + kStagingChunk - 1) / kStagingChunk;
@@ -212,9 +206,7 @@ class CudaBackend final : public DeviceBackend {
         std::memcpy(out + off, pair->buffers[b], std::min(kStagingChunk, size - off));
       }
       return {};
-    }();
-    give_staging(*pair);
-    return result;
+    });
   }
 
   Result<void> copy_between(int dst_device, void* dst, int src_device, const void* src,
@@ -267,6 +259,25 @@ class CudaBackend final : public DeviceBackend {
   }
 
  private:
+  // Page-locked host memory, or too little to be worth pipelining: one copy.
+  static Result<void> direct_copy(void* dst, const void* src, std::uint64_t size,
+                                  cudaMemcpyKind kind, cudaStream_t stream) {
+    GSWARM_CUDA_TRY(cudaMemcpyAsync(dst, src, size, kind, stream));
+    GSWARM_CUDA_TRY(cudaStreamSynchronize(stream));
+    return {};
+  }
+
+  // Runs `pipeline` with a pair of staging buffers from `device`'s pool (their
+  // events belong to that device). The caller has made `device` current.
+  template <typename F>
+  Result<void> staged(int device, F pipeline) {
+    auto pair = take_staging(device);
+    if (!pair) return tl::unexpected(pair.error());
+    Result<void> result = pipeline(&*pair);
+    give_staging(device, *pair);
+    return result;
+  }
+
   struct Pool {
     std::mutex mutex;
     std::multimap<std::uint64_t, void*> free_blocks;  // by capacity
@@ -296,12 +307,13 @@ class CudaBackend final : public DeviceBackend {
     }
   }
 
-  Result<StagingPair> take_staging() {
+  Result<StagingPair> take_staging(int device) {
     {
       std::lock_guard lock(staging_mutex_);
-      if (!idle_staging_.empty()) {
-        StagingPair pair = idle_staging_.back();
-        idle_staging_.pop_back();
+      auto& idle = idle_staging_[static_cast<std::size_t>(device)];
+      if (!idle.empty()) {
+        StagingPair pair = idle.back();
+        idle.pop_back();
         return pair;
       }
     }
@@ -314,9 +326,9 @@ class CudaBackend final : public DeviceBackend {
     staging_.push_back(pair);
     return pair;
   }
-  void give_staging(const StagingPair& pair) {
+  void give_staging(int device, const StagingPair& pair) {
     std::lock_guard lock(staging_mutex_);
-    idle_staging_.push_back(pair);
+    idle_staging_[static_cast<std::size_t>(device)].push_back(pair);
   }
 
   std::vector<Pool> pools_;
@@ -325,7 +337,7 @@ class CudaBackend final : public DeviceBackend {
   std::map<std::pair<int, int>, bool> peers_enabled_;  // guarded by peer_mutex_
   std::mutex staging_mutex_;
   std::vector<StagingPair> staging_;       // all ever made; guarded by staging_mutex_
-  std::vector<StagingPair> idle_staging_;  // guarded by staging_mutex_
+  std::vector<std::vector<StagingPair>> idle_staging_;  // per device; guarded by staging_mutex_
 };
 
 }  // namespace

@@ -6,7 +6,7 @@
 
 #include "core/size.hpp"
 #include "storage/device_tier.hpp"
-#include "storage/host_memory.hpp"
+#include "storage/shared_memory.hpp"
 
 namespace gswarm {
 
@@ -77,9 +77,9 @@ Result<std::string> copy_extent(const Extent& src, Extent& dst,
   const std::uint64_t chunk = on_device(src) || on_device(dst) ? kDeviceChunk : kChunk;
   const std::byte* src_host = src.host_data();
   std::byte* dst_host = dst.host_data();
-  std::unique_ptr<HostBlock> staging;
+  std::unique_ptr<SharedBuffer> staging;
   if (src_host == nullptr && dst_host == nullptr) {
-    staging = HostBlock::allocate(static_cast<std::size_t>(std::min(size, chunk)));
+    staging = SharedBuffer::allocate(static_cast<std::size_t>(std::min(size, chunk)));
     if (!staging) return make_error(ErrorCode::kOverLimit, "out of memory for a staging buffer");
   }
   const auto start = std::chrono::steady_clock::now();

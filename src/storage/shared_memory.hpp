@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 namespace gswarm {
@@ -51,6 +52,28 @@ class SharedMemory {
   static void set_cache_limit(std::uint64_t bytes);
   // Raises the open-file limit to its hard maximum (each large block is a file).
   static void raise_fd_limit();
+};
+
+// Owns one SharedMemory block (staging buffers, values being received).
+class SharedBuffer {
+ public:
+  // nullptr when out of memory.
+  static std::unique_ptr<SharedBuffer> allocate(std::size_t size) {
+    SharedBlock block = SharedMemory::allocate(size);
+    if (block.data == nullptr) return nullptr;
+    return std::unique_ptr<SharedBuffer>(new SharedBuffer(block));
+  }
+  ~SharedBuffer() { SharedMemory::free(block_); }
+  SharedBuffer(const SharedBuffer&) = delete;
+  SharedBuffer& operator=(const SharedBuffer&) = delete;
+
+  std::byte* data() { return block_.data; }
+  std::size_t size() const { return block_.size; }
+  std::span<std::byte> span() { return {block_.data, block_.size}; }
+
+ private:
+  explicit SharedBuffer(SharedBlock block) : block_(block) {}
+  SharedBlock block_;
 };
 
 }  // namespace gswarm

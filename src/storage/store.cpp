@@ -175,7 +175,7 @@ Result<PendingWrite> Store::prepare_write(std::string key, Location location, st
   }
   // Fail early when the value cannot fit, before its bytes are received.
   if (auto ok = t->counter().check(size, location.name()); !ok) return tl::unexpected(ok.error());
-  pending.staging_ = HostBlock::allocate(size);
+  pending.staging_ = SharedBuffer::allocate(size);
   if (!pending.staging_) {
     return make_error(ErrorCode::kOverLimit,
                       fmt::format("out of memory staging a {} value", format_size(size)));
@@ -490,7 +490,7 @@ StoreStats Store::stats() const {
   s.active_moves = active_moves_.load();
   s.move_threads = mover_->threads();
   s.disk_path = disk_->root().string();
-  s.host_cache_bytes = SharedMemory::cached_bytes() + HostBlock::cached_bytes();
+  s.host_cache_bytes = SharedMemory::cached_bytes();
   s.device_backend = backend_->name();
   for (int d = 0; d < device_count(); ++d) {
     auto usage = devices_[d]->usage();

@@ -35,7 +35,7 @@
 #include "core/size.hpp"
 #include "storage/device_backend.hpp"
 #include "storage/extent.hpp"
-#include "storage/host_memory.hpp"
+#include "storage/shared_memory.hpp"
 #include "storage/mover.hpp"
 #include "storage/operations.hpp"
 
@@ -142,7 +142,7 @@ class PendingWrite {
   std::string format_;
   Location location_;
   std::unique_ptr<Extent> extent_;
-  std::unique_ptr<HostBlock> staging_;
+  std::unique_ptr<SharedBuffer> staging_;
 };
 
 class Store {
