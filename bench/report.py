@@ -153,7 +153,7 @@ def main():
     w("")
     w("gswarm: raw `POST /write_extended` and `GET /read_extended` (octet-stream); Redis: SET and "
       "GET over RESP; both driven by `gswarm_bench`, which receives into a preallocated buffer. "
-      f"Same key overwritten each round; one untimed round first, then "
+      f"Same key overwritten each round; two untimed rounds first (an overwrite holds two blocks), then "
       f"{env.get('large_rounds_1m', '?')} timed rounds (1 MiB) and {env.get('large_rounds_256m', '?')} "
       f"(256 MiB). The first two columns (and the targets) are total bytes / total time "
       f"of the timed rounds; the median-round columns show the steady state without outliers.")
