@@ -3,7 +3,7 @@
 # are present. Pass extra package names to install them too (bench/run.sh does).
 set -euo pipefail
 packages=(g++ cmake ninja-build pkg-config
-  libboost1.81-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
+  libboost1.81-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
   libxxhash-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest "$@")
 missing=()
 for p in "${packages[@]}"; do

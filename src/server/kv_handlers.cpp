@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include "core/base64.hpp"
 #include "core/key.hpp"
@@ -102,6 +103,58 @@ Reply store_bytes(Context& ctx, std::string key, Location loc, std::string forma
   return commit(std::move(*pending), ctx, extended);
 }
 
+// The write endpoints' bodies, parsed with simdjson: they carry the values, and
+// values can be large. The document is fully validated; the value comes back as
+// minified JSON text without building a tree of it.
+class WriteBody {
+ public:
+  [[nodiscard]] Result<void> parse(const std::string& body) {
+    if (body.empty()) {
+      return make_error(ErrorCode::kBadRequest, "request body is empty: expected a JSON object");
+    }
+    thread_local simdjson::dom::parser parser;
+    // The session leaves kJsonPadding bytes of capacity after JSON bodies.
+    const bool padded = body.capacity() - body.size() >= simdjson::SIMDJSON_PADDING;
+    auto doc = parser.parse(body.data(), body.size(), !padded);
+    if (doc.error()) {
+      return make_error(ErrorCode::kBadRequest,
+                        fmt::format("request body is not valid JSON: {}",
+                                    simdjson::error_message(doc.error())));
+    }
+    if (doc.value_unsafe().get(object_) != simdjson::SUCCESS) {
+      return make_error(ErrorCode::kBadRequest, "request body must be a JSON object");
+    }
+    return {};
+  }
+
+  std::optional<simdjson::dom::element> field(const char* name) const {
+    simdjson::dom::element e;
+    if (object_.at_key(name).get(e) != simdjson::SUCCESS) return std::nullopt;
+    return e;
+  }
+
+  // A string field; `fallback` when absent or null (nullptr: required).
+  Result<std::string> string(const char* name, const char* fallback = nullptr) const {
+    return string_of(field(name), name, fallback);
+  }
+
+  static Result<std::string> string_of(std::optional<simdjson::dom::element> e, const char* name,
+                                       const char* fallback = nullptr) {
+    if (!e || (e->is_null() && fallback != nullptr)) {
+      if (fallback != nullptr) return std::string(fallback);
+      return make_error(ErrorCode::kBadRequest, fmt::format("missing field '{}'", name));
+    }
+    std::string_view text;
+    if (e->get(text) != simdjson::SUCCESS) {
+      return make_error(ErrorCode::kBadRequest, fmt::format("field '{}' must be a string", name));
+    }
+    return std::string(text);
+  }
+
+ private:
+  simdjson::dom::object object_;
+};
+
 Result<ValueView> read_value(const Request& req, Context& ctx) {
   if (auto ok = validate_key(req.param); !ok) return tl::unexpected(ok.error());
   return ctx.store.read(req.param);
@@ -110,17 +163,17 @@ Result<ValueView> read_value(const Request& req, Context& ctx) {
 }  // namespace
 
 Reply handle_write(Request& req, Context& ctx) {
-  auto body = parse_object(req.body);
-  if (!body) return error_response(body.error());
-  auto key = string_field(*body, "key");
+  WriteBody body;
+  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto key = body.string("key");
   if (!key) return error_response(key.error());
-  auto value = body->find("value");
-  if (value == body->end()) return error_response(ErrorCode::kBadRequest, "missing field 'value'");
-  auto loc_name = string_field(*body, "location", "dram");
+  auto value = body.field("value");
+  if (!value) return error_response(ErrorCode::kBadRequest, "missing field 'value'");
+  auto loc_name = body.string("location", "dram");
   if (!loc_name) return error_response(loc_name.error());
   auto loc = usable_location(*loc_name, ctx);
   if (!loc) return error_response(loc.error());
-  return store_bytes(ctx, std::move(*key), *loc, "json", dump(*value), false);
+  return store_bytes(ctx, std::move(*key), *loc, "json", simdjson::minify(*value), false);
 }
 
 Result<PendingWrite> prepare_raw_value(const Request& req, std::uint64_t size, Context& ctx) {
@@ -139,29 +192,38 @@ Result<PendingWrite> prepare_raw_value(const Request& req, std::uint64_t size, C
 
 Reply handle_write_extended(Request& req, Context& ctx) {
   if (req.value) return commit(std::move(*req.value), ctx, true);
-  auto body = parse_object(req.body);
-  if (!body) return error_response(body.error());
-  auto key = string_field(*body, "key");
+  WriteBody body;
+  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto key = body.string("key");
   if (!key) return error_response(key.error());
-  auto loc_name = string_field(*body, "location", "dram");
+  auto loc_name = body.string("location", "dram");
   if (!loc_name) return error_response(loc_name.error());
-  auto sv = body->find("serialized_value");
-  if (sv == body->end() || !sv->is_object()) {
+  auto sv = body.field("serialized_value");
+  simdjson::dom::object serialized;
+  if (!sv || sv->get(serialized) != simdjson::SUCCESS) {
     return error_response(ErrorCode::kBadRequest,
                           "missing field 'serialized_value': expected {\"type\": ..., \"data\": ...}");
   }
-  auto type = string_field(*sv, "type");
+  auto member = [&serialized](const char* name) -> std::optional<simdjson::dom::element> {
+    simdjson::dom::element e;
+    if (serialized.at_key(name).get(e) != simdjson::SUCCESS) return std::nullopt;
+    return e;
+  };
+  auto type = WriteBody::string_of(member("type"), "type");
   if (!type) return error_response(type.error());
-  auto data = sv->find("data");
-  if (data == sv->end()) return error_response(ErrorCode::kBadRequest, "missing field 'serialized_value.data'");
+  auto data = member("data");
+  if (!data) return error_response(ErrorCode::kBadRequest, "missing field 'serialized_value.data'");
   auto loc = usable_location(*loc_name, ctx);
   if (!loc) return error_response(loc.error());
-  if (*type == "json") return store_bytes(ctx, std::move(*key), *loc, "json", dump(*data), true);
-  if (!data->is_string()) {
+  if (*type == "json") {
+    return store_bytes(ctx, std::move(*key), *loc, "json", simdjson::minify(*data), true);
+  }
+  std::string_view encoded;
+  if (data->get(encoded) != simdjson::SUCCESS) {
     return error_response(ErrorCode::kBadRequest,
                           "'serialized_value.data' must be a base64 string for non-JSON types");
   }
-  auto bytes = base64_decode(data->get_ref<const std::string&>());
+  auto bytes = base64_decode(encoded);
   if (!bytes) return error_response(bytes.error());
   return store_bytes(ctx, std::move(*key), *loc, std::move(*type), *bytes, true);
 }
