@@ -76,8 +76,8 @@ class CudaBackend final : public DeviceBackend {
  public:
   explicit CudaBackend(int count)
       : pools_(static_cast<std::size_t>(count)),
-        idle_staging_(static_cast<std::size_t>(count)),
-        count_(count) {}
+        count_(count),
+        idle_staging_(static_cast<std::size_t>(count)) {}
 
   ~CudaBackend() override {
     for (auto& pair : staging_) {

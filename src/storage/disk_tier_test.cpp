@@ -62,17 +62,15 @@ TEST_F(DiskTierTest, RecoverDropsTemporariesCorruptAndSupersededFiles) {
     auto a = store(*tier, "a", "first");
     auto b = store(*tier, "a", "second");  // newer sequence for the same key
     auto c = store(*tier, "c", "corrupt me");
-    auto unfinished = tier->allocate(10, "tmp", "bytes");  // left unsealed
-    ASSERT_TRUE(unfinished);
-    ASSERT_TRUE((*unfinished)->write(0, bytes("12345")));
     // Damage c's header.
     auto path = c->read_pointer()->path;
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(20);
     f.put('\x7f');
     f.close();
+    // What a crash mid-write leaves: temporaries that were never renamed.
     std::ofstream(root_ / "tmp" / "stray.tmp") << "partial";
-    (*unfinished).release();  // simulate a crash: no destructor, the temporary stays
+    std::ofstream(root_ / "tmp" / "0123456789abcdef0123456789abcdef-0000000000000009.tmp") << "GSWV12345";
   }
   auto tier = open();
   auto recovered = tier->recover();
