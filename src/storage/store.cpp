@@ -22,6 +22,15 @@ double unix_now() {
   return duration<double>(system_clock::now().time_since_epoch()).count();
 }
 
+tl::unexpected<Error> key_not_found(std::string_view key) {
+  return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
+}
+
+tl::unexpected<Error> changed_during_move(std::string_view key) {
+  return make_error(ErrorCode::kConflict,
+                    fmt::format("key '{}' was overwritten or released during the move", key));
+}
+
 }  // namespace
 
 std::string_view copy_status_name(CopyStatus status) {
@@ -239,7 +248,7 @@ Result<ValueView> Store::read(std::string_view key) {
   std::lock_guard lock(shard.mutex);
   auto it = shard.entries.find(key);
   if (it == shard.entries.end()) {
-    return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
+    return key_not_found(key);
   }
   Entry& entry = it->second;
   const Replica& primary = entry.replicas.front();
@@ -260,7 +269,7 @@ Result<void> Store::release(std::string_view key) {
     std::lock_guard lock(shard.mutex);
     auto it = shard.entries.find(key);
     if (it == shard.entries.end()) {
-      return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
+      return key_not_found(key);
     }
     count(it->second, -1);
     old = std::move(it->second.replicas);
@@ -290,7 +299,7 @@ Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
     std::lock_guard lock(shard.mutex);
     auto it = shard.entries.find(key);
     if (it == shard.entries.end()) {
-      return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
+      return key_not_found(key);
     }
     size = it->second.size;
   }
@@ -321,11 +330,13 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   Replica source;
   std::uint64_t version = 0;
   std::string format;
+  std::vector<Replica> old;  // replicas the move retires; discarded outside the lock
+  std::optional<MoveResult> already;
   {
     std::lock_guard lock(shard.mutex);
     auto it = shard.entries.find(key);
     if (it == shard.entries.end()) {
-      return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
+      return key_not_found(key);
     }
     Entry& entry = it->second;
     auto at = [&entry](Location where) {
@@ -342,36 +353,37 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
     source = *from;
     if (auto there = at(destination); there != entry.replicas.end()) {
       // Already there: a copy has nothing to do; a move keeps only that replica.
-      MoveResult done{source.location, destination, entry.size, 0, "none",
-                      there->extent->read_pointer()};
+      already = MoveResult{source.location, destination, entry.size, 0, "none",
+                           there->extent->read_pointer()};
       if (!mode.keep_source && !entry.moving) {
         Replica keep = *there;
         count(entry, -1);
-        std::vector<Replica> old;
         for (auto& r : entry.replicas) {
           if (r.extent != keep.extent) old.push_back(std::move(r));
         }
         entry.replicas = {std::move(keep)};
         count(entry, +1);
-        discard(old);  // memory and unlinks only: no copy, quick
       }
-      return done;
+    } else {
+      if (entry.moving) {
+        return make_error(ErrorCode::kConflict,
+                          fmt::format("key '{}' is already being moved; wait for that move", key));
+      }
+      entry.moving = true;
+      version = entry.version;
+      format = entry.format;
+      entry.replicas.push_back(Replica{nullptr, destination, CopyStatus::kCopying, progress});
     }
-    if (entry.moving) {
-      return make_error(ErrorCode::kConflict,
-                        fmt::format("key '{}' is already being moved; wait for that move", key));
-    }
-    entry.moving = true;
-    version = entry.version;
-    format = entry.format;
-    entry.replicas.push_back(Replica{nullptr, destination, CopyStatus::kCopying, progress});
+  }
+  if (already) {
+    discard(old);  // disk files are unlinked outside the lock
+    return *already;
   }
   active_moves_.fetch_add(1, std::memory_order_relaxed);
   if (operation != 0) operations_.start(operation, source.location);
 
   // Ends the move under the shard lock: `done` installs the copy, otherwise the
   // placeholder goes. Returns whether the entry was still the one we copied.
-  std::vector<Replica> old;
   auto finish = [&](std::shared_ptr<Extent> done) {
     std::lock_guard lock(shard.mutex);
     auto it = shard.entries.find(key);
@@ -394,8 +406,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   auto fail = [&](Error error) -> Result<MoveResult> {
     active_moves_.fetch_sub(1, std::memory_order_relaxed);
     if (!finish(nullptr)) {
-      return make_error(ErrorCode::kConflict,
-                        fmt::format("key '{}' was overwritten or released during the move", key));
+      return changed_during_move(key);
     }
     return tl::unexpected(std::move(error));
   };
@@ -412,8 +423,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   active_moves_.fetch_sub(1, std::memory_order_relaxed);
   if (!installed) {
     copy->discard();
-    return make_error(ErrorCode::kConflict,
-                      fmt::format("key '{}' was overwritten or released during the move", key));
+    return changed_during_move(key);
   }
   discard(old);
   const double seconds =
@@ -447,7 +457,7 @@ Result<KeyLocations> Store::location(std::string_view key) const {
   std::lock_guard lock(shard.mutex);
   auto it = shard.entries.find(key);
   if (it == shard.entries.end()) {
-    return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
+    return key_not_found(key);
   }
   return describe(it->first, it->second);
 }
