@@ -19,26 +19,6 @@ using nlohmann::json;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-Result<json> parse_object(const std::string& body) {
-  if (body.empty()) return make_error(ErrorCode::kBadRequest, "request body is empty: expected a JSON object");
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return make_error(ErrorCode::kBadRequest, "request body is not valid JSON");
-  if (!j.is_object()) return make_error(ErrorCode::kBadRequest, "request body must be a JSON object");
-  return j;
-}
-
-Result<std::string> string_field(const json& body, const char* name, const char* fallback = nullptr) {
-  auto it = body.find(name);
-  if (it == body.end() || (it->is_null() && fallback != nullptr)) {
-    if (fallback != nullptr) return std::string(fallback);
-    return make_error(ErrorCode::kBadRequest, fmt::format("missing field '{}'", name));
-  }
-  if (!it->is_string()) {
-    return make_error(ErrorCode::kBadRequest, fmt::format("field '{}' must be a string", name));
-  }
-  return it->get<std::string>();
-}
-
 Result<Location> usable_location(std::string_view name, Context& ctx) {
   auto loc = Location::parse(name);
   if (!loc) return loc;
@@ -103,10 +83,11 @@ Reply store_bytes(Context& ctx, std::string key, Location loc, std::string forma
   return commit(std::move(*pending), ctx, extended);
 }
 
-// The write endpoints' bodies, parsed with simdjson: they carry the values, and
-// values can be large. The document is fully validated; the value comes back as
-// minified JSON text without building a tree of it.
-class WriteBody {
+// A JSON request body, parsed with simdjson (write bodies carry values, and values
+// can be large). The document is fully validated; a value comes back as minified
+// JSON text without building a tree of it. Fields stay valid until the next parse
+// on this thread.
+class JsonBody {
  public:
   [[nodiscard]] Result<void> parse(const std::string& body) {
     if (body.empty()) {
@@ -138,6 +119,17 @@ class WriteBody {
     return string_of(field(name), name, fallback);
   }
 
+  // An optional boolean field: nullopt when absent.
+  Result<std::optional<bool>> boolean(const char* name) const {
+    auto e = field(name);
+    if (!e) return std::optional<bool>();
+    bool value = false;
+    if (e->get(value) != simdjson::SUCCESS) {
+      return make_error(ErrorCode::kBadRequest, fmt::format("field '{}' must be true or false", name));
+    }
+    return std::optional<bool>(value);
+  }
+
   static Result<std::string> string_of(std::optional<simdjson::dom::element> e, const char* name,
                                        const char* fallback = nullptr) {
     if (!e || (e->is_null() && fallback != nullptr)) {
@@ -163,7 +155,7 @@ Result<ValueView> read_value(const Request& req, Context& ctx) {
 }  // namespace
 
 Reply handle_write(Request& req, Context& ctx) {
-  WriteBody body;
+  JsonBody body;
   if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
   auto key = body.string("key");
   if (!key) return error_response(key.error());
@@ -192,7 +184,7 @@ Result<PendingWrite> prepare_raw_value(const Request& req, std::uint64_t size, C
 
 Reply handle_write_extended(Request& req, Context& ctx) {
   if (req.value) return commit(std::move(*req.value), ctx, true);
-  WriteBody body;
+  JsonBody body;
   if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
   auto key = body.string("key");
   if (!key) return error_response(key.error());
@@ -209,7 +201,7 @@ Reply handle_write_extended(Request& req, Context& ctx) {
     if (serialized.at_key(name).get(e) != simdjson::SUCCESS) return std::nullopt;
     return e;
   };
-  auto type = WriteBody::string_of(member("type"), "type");
+  auto type = JsonBody::string_of(member("type"), "type");
   if (!type) return error_response(type.error());
   auto data = member("data");
   if (!data) return error_response(ErrorCode::kBadRequest, "missing field 'serialized_value.data'");
@@ -274,20 +266,18 @@ Reply handle_release(Request& req, Context& ctx) {
 }
 
 Reply handle_move(Request& req, Context& ctx) {
-  auto body = parse_object(req.body);
-  if (!body) return error_response(body.error());
-  auto key = string_field(*body, "key");
+  JsonBody body;
+  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto key = body.string("key");
   if (!key) return error_response(key.error());
   if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
-  auto dest_name = string_field(*body, "destination");
+  auto dest_name = body.string("destination");
   if (!dest_name) return error_response(dest_name.error());
   auto dest = usable_location(*dest_name, ctx);
   if (!dest) return error_response(dest.error());
-  auto wait = body->find("wait");
-  if (wait != body->end() && !wait->is_boolean()) {
-    return error_response(ErrorCode::kBadRequest, "field 'wait' must be true or false");
-  }
-  if (wait != body->end() && !wait->get<bool>()) {
+  auto wait = body.boolean("wait");
+  if (!wait) return error_response(wait.error());
+  if (wait->has_value() && !**wait) {
     auto id = ctx.store.start_move(*key, *dest);
     if (!id) return error_response(id.error());
     return json_response(dump({{"status", "accepted"},
@@ -429,13 +419,13 @@ Reply handle_health(Request& req, Context& ctx) {
 }
 
 Reply handle_send(Request& req, Context& ctx) {
-  auto body = parse_object(req.body);
-  if (!body) return error_response(body.error());
-  auto key = string_field(*body, "key");
+  JsonBody body;
+  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto key = body.string("key");
   if (!key) return error_response(key.error());
   if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
   // The legacy /send names its target "url"; /send_extended "target".
-  auto target = body->contains("target") ? string_field(*body, "target") : string_field(*body, "url");
+  auto target = body.field("target") ? body.string("target") : body.string("url");
   if (!target) return error_response(target.error());
 
   // "node:device:N" (a location on a node) or "host:port" (another server).
@@ -457,7 +447,7 @@ Reply handle_send(Request& req, Context& ctx) {
                                       node, ctx.node_name));
   }
   if (auto ok = ctx.store.check_location(*location); !ok) return error_response(ok.error());
-  auto source_name = string_field(*body, "source_location", "");
+  auto source_name = body.string("source_location", "");
   if (!source_name) return error_response(source_name.error());
   std::optional<Location> source;
   if (!source_name->empty()) {
