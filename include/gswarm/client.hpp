@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <gswarm/error.hpp>
@@ -177,5 +178,37 @@ class Client {
 // Percent-encodes `text` for a path segment or query value: every byte except the
 // unreserved characters A-Z a-z 0-9 - . _ ~ becomes %XX ('/' and '+' included).
 std::string url_encode(std::string_view text);
+
+// A value shared by a server on this machine without a copy: a read-only
+// descriptor of exactly its bytes (doc/read-pointers.md). Owns the descriptor.
+class SharedValue {
+ public:
+  SharedValue() = default;
+  SharedValue(int fd, std::uint64_t offset, std::uint64_t size, std::string format)
+      : fd_(fd), offset_(offset), size_(size), format_(std::move(format)) {}
+  SharedValue(SharedValue&& other) noexcept;
+  SharedValue& operator=(SharedValue&& other) noexcept;
+  ~SharedValue();
+
+  int fd() const { return fd_; }                 // read-only; map it with PROT_READ
+  std::uint64_t offset() const { return offset_; }  // of the value in the descriptor's file
+  std::uint64_t size() const { return size_; }
+  const std::string& format() const { return format_; }
+  // Gives up ownership of the descriptor and returns it.
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_ = -1;
+  std::uint64_t offset_ = 0;
+  std::uint64_t size_ = 0;
+  std::string format_;
+};
+
+// Opens a read pointer: asks the server's local socket (the read pointer's
+// "socket", e.g. "@gswarm-4242-...") for `key`'s replica in `location` ("dram",
+// "pinned_dram", "disk"; empty: wherever the key is). Works for processes of the
+// server's user on the same machine.
+[[nodiscard]] Result<SharedValue> open_read_pointer(std::string_view socket, std::string_view key,
+                                                    std::string_view location = "");
 
 }  // namespace gswarm

@@ -19,6 +19,7 @@ enum class ErrorCode : std::uint8_t {
   kInvalidLocation,    // 400 unknown location name
   kDeviceUnavailable,  // 400 device:N that this server does not have
   kInvalidSize,        // 400 unparseable size string
+  kForbidden,          // 403 the client may not do this (auth, protected mode, local socket)
   kNotFound,           // 404 unknown key
   kNoRoute,            // 404 unknown path
   kMethodNotAllowed,   // 405 known path, wrong method
@@ -29,6 +30,7 @@ enum class ErrorCode : std::uint8_t {
   kLengthRequired,     // 411 body without Content-Length
   kTooLarge,           // 413 body or key over a configured limit
   kUnsupportedMedia,   // 415 body content type the endpoint does not take
+  kTooManyRequests,    // 429 a queue or connection limit is full: retry later
   kOverLimit,          // 507 tier limit (max-memory, max-disk, ...) would be passed
   kNotSupported,       // 501 feature not available in this build or deployment
   kUnavailable,        // 503 server shutting down

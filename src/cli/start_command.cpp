@@ -1,5 +1,6 @@
 #include "cli/start_command.hpp"
 
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "core/size.hpp"
 #include "server/server.hpp"
 #include "storage/store.hpp"
+#include "storage/system_memory.hpp"
 
 namespace gswarm::cli {
 namespace {
@@ -26,6 +28,11 @@ struct StartArgs {
   std::string max_disk = "0";
   int threads = 0;
   int move_threads = 4;
+  int io_threads = 4;
+  std::size_t max_queued_moves = 1024;
+  std::uint64_t max_connections = 0;
+  std::string max_buffer_memory = "1GB";
+  int drain_timeout = 10;
   std::string log_level = "info";
   std::string max_request_size = "256MB";
   std::string max_value_size = "64GB";
@@ -61,11 +68,26 @@ int run_start(const StartArgs& args) {
   store_options.disk_path = args.disk_path;
   store_options.max_disk = size_option("--max-disk", args.max_disk);
   store_options.move_threads = args.move_threads;
+  store_options.io_threads = args.io_threads;
+  store_options.max_queued_moves = args.max_queued_moves;
   store_options.move_rate_limit = size_option("--move-rate-limit", args.move_rate_limit);
   if (store_options.max_memory == 0) {
     std::cerr << "error: --max-memory must be greater than 0\n";
     return 2;
   }
+  if (store_options.max_memory > (std::uint64_t{1} << 50)) {
+    std::cerr << "error: --max-memory " << args.max_memory
+              << " is not a limit any machine has; give a size up to 1PB\n";
+    return 2;
+  }
+  if (auto total = system_memory().total; total > 0 && store_options.max_memory > total) {
+    spdlog::warn("--max-memory {} is more than this machine's {} of memory: the limit will not "
+                 "stop the server from running out of memory",
+                 format_size(store_options.max_memory), format_size(total));
+  }
+  // Other processes of this user must not reach values (or anything else) through
+  // /proc/<pid>/mem or /proc/<pid>/fd: read pointers go through the local socket.
+  ::prctl(PR_SET_DUMPABLE, 0);
 
   server::ServerOptions options;
   options.host = args.host;
@@ -76,6 +98,9 @@ int run_start(const StartArgs& args) {
   options.limits.max_value_size = size_option("--max-value-size", args.max_value_size);
   options.idle_timeout = std::chrono::seconds(args.idle_timeout);
   options.request_timeout = std::chrono::seconds(args.request_timeout);
+  options.drain_timeout = std::chrono::seconds(args.drain_timeout);
+  options.max_connections = args.max_connections;
+  options.max_buffer_memory = size_option("--max-buffer-memory", args.max_buffer_memory);
 
   auto store = Store::open(store_options);
   if (!store) {
@@ -90,10 +115,12 @@ int run_start(const StartArgs& args) {
   // Tests and scripts wait for this line; it goes to stdout, flushed.
   std::printf("gswarm listening on %s:%u\n", args.host.c_str(), server.port());
   std::fflush(stdout);
-  spdlog::info("max memory {}, disk {} ({}), {} move threads", format_size(store_options.max_memory),
-               args.disk_path,
+  spdlog::info("max memory {}, disk {} ({}), {} move threads, {} io threads, at most {} "
+               "connections, {} for request buffers",
+               format_size(store_options.max_memory), args.disk_path,
                store_options.max_disk == 0 ? std::string("no limit") : format_size(store_options.max_disk),
-               store_options.move_threads);
+               store_options.move_threads, store_options.io_threads, server.max_connections(),
+               format_size(options.max_buffer_memory));
   server.run();
   spdlog::info("stopped");
   return 0;
@@ -123,14 +150,40 @@ void add_start_command(CLI::App& data) {
   cmd->add_option("--threads", args->threads, "Network threads (0: one per core)")
       ->capture_default_str()
       ->check(CLI::Range(0, 1024));
-  cmd->add_option("--move-threads", args->move_threads, "Threads that move data between tiers")
+  cmd->add_option("--move-threads", args->move_threads,
+                  "Threads that copy values between tiers (moves and sends)")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  cmd->add_option("--io-threads", args->io_threads,
+                  "Threads for the short blocking steps of requests (disk writes, releases), "
+                  "which large copies never hold up")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--max-queued-moves", args->max_queued_moves,
+                  "Asynchronous moves that may wait to run; more are answered 429")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--max-connections", args->max_connections,
+                  "Connections served at once; more are answered 503 (default: half the open-file "
+                  "limit, at most 4096)")
+      ->check(CLI::Range(1, 1000000));
+  cmd->add_option("--max-buffer-memory", args->max_buffer_memory,
+                  "Memory for request and answer bodies in flight: JSON bodies as they arrive, the "
+                  "two 4MB buffers each disk or GPU upload streams through, answers built in "
+                  "pieces. Requests beyond it are answered 503")
+      ->capture_default_str();
+  cmd->add_option("--drain-timeout", args->drain_timeout,
+                  "Seconds a stopping server gives requests in flight before it cancels copies "
+                  "and closes connections")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
   cmd->add_option("--node-name", args->node_name,
                   "This server's name in node:device:N targets (default: the host name)");
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error, critical, off")
       ->capture_default_str();
-  cmd->add_option("--max-request-size", args->max_request_size, "Largest JSON request body")
+  cmd->add_option("--max-request-size", args->max_request_size,
+                  "Largest JSON body carrying a value (/write, /write_extended, raw values tagged "
+                  "json); refused with 413 before it is read")
       ->capture_default_str();
   cmd->add_option("--max-value-size", args->max_value_size,
                   "Largest raw value body (application/octet-stream)")
@@ -141,7 +194,7 @@ void add_start_command(CLI::App& data) {
   cmd->add_option("--idle-timeout", args->idle_timeout, "Seconds a keep-alive connection may idle")
       ->capture_default_str();
   cmd->add_option("--request-timeout", args->request_timeout,
-                  "Seconds a request or response may stall")
+                  "Seconds a request or response may go without progress (408)")
       ->capture_default_str();
   cmd->callback([args] { std::exit(run_start(*args)); });
 }

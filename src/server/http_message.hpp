@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,18 +25,33 @@ struct Request {
   std::map<std::string, std::string> query;  // decoded
   std::string content_type;
   std::string accept;
-  std::string body;                         // JSON bodies
+  std::string body;                         // JSON bodies (and raw values tagged json)
   std::optional<PendingWrite> value;        // raw value bodies, already received
 };
 
+// A response body produced in pieces, for answers too large to build whole
+// (a value as base64, every key's locations). next() may block: the session
+// calls it on the io pool, holds one piece at a time and counts it against
+// --max-buffer-memory.
+class BodySource {
+ public:
+  static constexpr std::size_t kMaxPiece = 4 << 20;
+  virtual ~BodySource() = default;
+  // The body's length when known in advance; otherwise it is sent chunked.
+  virtual std::optional<std::uint64_t> size() const = 0;
+  // Replaces `piece` with the next bytes (at most kMaxPiece); false at the end.
+  [[nodiscard]] virtual Result<bool> next(std::string& piece) = 0;
+};
+
 // Body = head + value bytes + tail: a value is sent from its tier's memory, not
-// copied into the response.
+// copied into the response. Or, with `source`, pieces from a BodySource.
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string head;
   std::optional<ValueView> value;
   std::string tail;
+  std::shared_ptr<BodySource> source;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the connection after this response
 
@@ -44,17 +60,27 @@ struct Response {
   }
 };
 
-// What a handler returns: a response now, or work to run on a mover thread
-// (disk I/O, copies) that produces the response.
+// Which threads run a handler's blocking work: `io` for short request steps
+// (disk writes, releases, building answers), `movers` for copies between tiers,
+// which may take minutes and must not hold up the short ones.
+enum class Lane : std::uint8_t { kIo, kMove };
+
+// What a handler returns: a response now, or work to run on a task pool that
+// produces the response.
 struct Reply {
   Response response;
   std::function<Response()> blocking;
+  Lane lane = Lane::kIo;
 
   Reply(Response r) : response(std::move(r)) {}  // NOLINT: implicit by design
-  explicit Reply(std::function<Response()> work) : blocking(std::move(work)) {}
+  explicit Reply(std::function<Response()> work, Lane on = Lane::kIo)
+      : blocking(std::move(work)), lane(on) {}
 };
 
 Response json_response(std::string body, int status = 200);
+inline bool is_octet_stream(std::string_view content_type) {
+  return content_type.starts_with("application/octet-stream");
+}
 Response error_response(const Error& error);
 Response error_response(ErrorCode code, std::string message);
 

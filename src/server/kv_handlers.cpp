@@ -4,8 +4,9 @@
 #include <cstring>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <simdjson.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "core/base64.hpp"
 #include "core/key.hpp"
@@ -17,6 +18,13 @@ namespace {
 
 using nlohmann::json;
 
+// Limits above this are not limits: refused rather than taken to mean "none".
+constexpr std::uint64_t kLargestLimit = std::uint64_t{1} << 50;  // 1 PB
+// Values up to this size are base64-encoded in place; larger ones in pieces.
+constexpr std::uint64_t kInlineBase64 = 64 * kKiB;
+// Keys per piece of a streamed /locations answer.
+constexpr std::size_t kLocationsPiece = 1000;
+
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 Result<Location> usable_location(std::string_view name, Context& ctx) {
@@ -26,25 +34,37 @@ Result<Location> usable_location(std::string_view name, Context& ctx) {
   return loc;
 }
 
-json read_pointer_json(const std::optional<ReadPointer>& rp) {
+json read_pointer_json(const std::optional<ReadPointer>& rp, Location where, const Context& ctx) {
   if (!rp) return nullptr;
   json j = {{"kind", rp->kind}, {"offset", rp->offset}, {"size", rp->size}};
   if (rp->kind == "cuda_ipc") {
     j["handle"] = rp->path;
     j["device"] = rp->device;
-  } else {
-    j["path"] = rp->path;
+    return j;
+  }
+  if (rp->kind == "file") j["path"] = rp->path;
+  // Host and disk values are also handed out as read-only descriptors over the
+  // local socket (doc/read-pointers.md).
+  if (ctx.state != nullptr && !ctx.state->local_socket.empty()) {
+    j["socket"] = ctx.state->local_socket;
+    j["location"] = where.name();
   }
   return j;
 }
 
-json replica_json(const ReplicaInfo& r) {
+json replica_json(const ReplicaInfo& r, const Context& ctx) {
   return {{"location", r.location.name()},
           {"size", r.size},
           {"last_accessed", r.last_accessed},
           {"copy_status", copy_status_name(r.status)},
           {"copy_progress", r.progress},
-          {"read_pointer", read_pointer_json(r.read_pointer)}};
+          {"read_pointer", read_pointer_json(r.read_pointer, r.location, ctx)}};
+}
+
+json replicas_json(const KeyLocations& k, const Context& ctx) {
+  json replicas = json::array();
+  for (const auto& r : k.replicas) replicas.push_back(replica_json(r, ctx));
+  return replicas;
 }
 
 // Formatted directly: this answer is on the hot path of every write.
@@ -62,25 +82,38 @@ Response write_success(const std::string& key, const WriteResult& w, bool extend
   return json_response(std::move(body));
 }
 
-// Commits a received value: now for DRAM, on a mover thread for other tiers.
-Reply commit(PendingWrite pending, Context& ctx, bool extended) {
-  auto finish = [&store = ctx.store, extended](PendingWrite p) -> Response {
-    std::string key = p.key();
-    auto written = store.commit_write(std::move(p));
-    if (!written) return error_response(written.error());
-    return write_success(key, *written, extended);
-  };
-  if (!pending.needs_io()) return finish(std::move(pending));
-  auto shared = std::make_shared<PendingWrite>(std::move(pending));
-  return Reply(std::function<Response()>([finish, shared] { return finish(std::move(*shared)); }));
+Response commit_now(PendingWrite pending, Context& ctx, bool extended) {
+  std::string key = pending.key();
+  auto written = ctx.store.commit_write(std::move(pending));
+  if (!written) return error_response(written.error());
+  return write_success(key, *written, extended);
 }
 
-Reply store_bytes(Context& ctx, std::string key, Location loc, std::string format,
+// Stores bytes the handler holds (a JSON value, decoded base64). Tiers the CPU
+// addresses take them at once; disk and devices on the io pool, from a copy that
+// is counted against --max-buffer-memory.
+Reply store_bytes(Context& ctx, std::string key, Location loc, std::string_view format,
                   std::string_view bytes, bool extended) {
-  auto pending = ctx.store.prepare_write(std::move(key), loc, bytes.size(), std::move(format));
+  auto pending = ctx.store.prepare_write(std::move(key), loc, bytes.size(), format);
   if (!pending) return error_response(pending.error());
-  if (!bytes.empty()) std::memcpy(pending->buffer().data(), bytes.data(), bytes.size());
-  return commit(std::move(*pending), ctx, extended);
+  if (pending->direct()) {
+    if (!bytes.empty()) std::memcpy(pending->buffer().data(), bytes.data(), bytes.size());
+    if (!pending->needs_io()) return commit_now(std::move(*pending), ctx, extended);
+    auto shared = std::make_shared<PendingWrite>(std::move(*pending));
+    return Reply(std::function<Response()>(
+        [&ctx, shared, extended] { return commit_now(std::move(*shared), ctx, extended); }));
+  }
+  auto charge = BufferCharge::take(ctx, bytes.size());
+  if (!charge) return error_response(charge.error());
+  auto state = std::make_shared<std::tuple<PendingWrite, std::string, BufferCharge>>(
+      std::move(*pending), std::string(bytes), std::move(*charge));
+  return Reply(std::function<Response()>([&ctx, state, extended] {
+    auto& [p, copy, held] = *state;
+    if (auto ok = p.append({reinterpret_cast<const std::byte*>(copy.data()), copy.size()}); !ok) {
+      return error_response(ok.error());
+    }
+    return commit_now(std::move(p), ctx, extended);
+  }));
 }
 
 // A JSON request body, parsed with simdjson (write bodies carry values, and values
@@ -93,19 +126,25 @@ class JsonBody {
     if (body.empty()) {
       return make_error(ErrorCode::kBadRequest, "request body is empty: expected a JSON object");
     }
-    thread_local simdjson::dom::parser parser;
-    // The session leaves kJsonPadding bytes of capacity after JSON bodies.
-    const bool padded = body.capacity() - body.size() >= simdjson::SIMDJSON_PADDING;
-    auto doc = parser.parse(body.data(), body.size(), !padded);
-    if (doc.error()) {
-      return make_error(ErrorCode::kBadRequest,
-                        fmt::format("request body is not valid JSON: {}",
-                                    simdjson::error_message(doc.error())));
-    }
-    if (doc.value_unsafe().get(object_) != simdjson::SUCCESS) {
+    auto doc = parse_json(body);
+    if (!doc) return tl::unexpected(doc.error());
+    if (doc->get(object_) != simdjson::SUCCESS) {
       return make_error(ErrorCode::kBadRequest, "request body must be a JSON object");
     }
     return {};
+  }
+
+  // Parses `text` as one JSON document (kBadRequest when it is not).
+  static Result<simdjson::dom::element> parse_json(const std::string& text) {
+    thread_local simdjson::dom::parser parser;
+    // The session leaves kJsonPadding bytes of capacity after JSON bodies.
+    const bool padded = text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING;
+    auto doc = parser.parse(text.data(), text.size(), !padded);
+    if (doc.error()) {
+      return make_error(ErrorCode::kBadRequest,
+                        fmt::format("not valid JSON: {}", simdjson::error_message(doc.error())));
+    }
+    return doc.value_unsafe();
   }
 
   std::optional<simdjson::dom::element> field(const char* name) const {
@@ -125,7 +164,8 @@ class JsonBody {
     if (!e) return std::optional<bool>();
     bool value = false;
     if (e->get(value) != simdjson::SUCCESS) {
-      return make_error(ErrorCode::kBadRequest, fmt::format("field '{}' must be true or false", name));
+      return make_error(ErrorCode::kBadRequest,
+                        fmt::format("field '{}' must be true or false", name));
     }
     return std::optional<bool>(value);
   }
@@ -147,6 +187,18 @@ class JsonBody {
   simdjson::dom::object object_;
 };
 
+// Parses a body that carries a value. Parsing and extracting it take memory in
+// proportion to the body: that is held against --max-buffer-memory as well.
+Result<BufferCharge> parse_value_body(JsonBody& body, const Request& req, Context& ctx) {
+  auto charge = BufferCharge::take(ctx, 2 * req.body.size());
+  if (!charge) return charge;
+  if (auto ok = body.parse(req.body); !ok) {
+    ok.error().message = "request body is " + ok.error().message;
+    return tl::unexpected(ok.error());
+  }
+  return charge;
+}
+
 Result<ValueView> read_value(const Request& req, Context& ctx) {
   if (auto ok = validate_key(req.param); !ok) return tl::unexpected(ok.error());
   return ctx.store.read(req.param);
@@ -154,9 +206,30 @@ Result<ValueView> read_value(const Request& req, Context& ctx) {
 
 }  // namespace
 
+Result<BufferCharge> BufferCharge::take(Context& ctx, std::uint64_t bytes) {
+  BufferCharge charge;
+  if (ctx.state == nullptr) return charge;
+  charge.counter_ = &ctx.state->buffers;
+  if (auto ok = charge.grow(bytes); !ok) return tl::unexpected(ok.error());
+  return charge;
+}
+
+Result<void> BufferCharge::grow(std::uint64_t bytes) {
+  if (counter_ == nullptr || bytes == 0) return {};
+  if (auto ok = counter_->reserve(bytes, "request buffer"); !ok) {
+    return make_error(ErrorCode::kUnavailable,
+                      fmt::format("the server is busy: request and answer bodies in flight hold "
+                                  "{} of the {} it allows (--max-buffer-memory); retry shortly",
+                                  format_size(counter_->used()), format_size(counter_->limit())));
+  }
+  bytes_ += bytes;
+  return {};
+}
+
 Reply handle_write(Request& req, Context& ctx) {
   JsonBody body;
-  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto held = parse_value_body(body, req, ctx);
+  if (!held) return error_response(held.error());
   auto key = body.string("key");
   if (!key) return error_response(key.error());
   auto value = body.field("value");
@@ -168,24 +241,54 @@ Reply handle_write(Request& req, Context& ctx) {
   return store_bytes(ctx, std::move(*key), *loc, "json", simdjson::minify(*value), false);
 }
 
-Result<PendingWrite> prepare_raw_value(const Request& req, std::uint64_t size, Context& ctx) {
+Result<RawTarget> parse_raw_target(const Request& req, Context& ctx) {
   auto key = req.query.find("key");
   if (key == req.query.end()) {
     return make_error(ErrorCode::kBadRequest,
                       "raw /write_extended needs the key in the query string: ?key=...");
   }
+  if (auto ok = validate_key(key->second); !ok) return tl::unexpected(ok.error());
   auto loc_it = req.query.find("location");
   auto loc = usable_location(loc_it == req.query.end() ? "dram" : loc_it->second, ctx);
   if (!loc) return tl::unexpected(loc.error());
   auto format = req.query.find("format");
-  return ctx.store.prepare_write(key->second, *loc, size,
-                                 format == req.query.end() ? "bytes" : format->second);
+  RawTarget target{key->second, *loc, format == req.query.end() ? "bytes" : format->second};
+  if (auto ok = validate_format(target.format); !ok) return tl::unexpected(ok.error());
+  return target;
+}
+
+Result<PendingWrite> prepare_raw_value(const RawTarget& target, std::uint64_t size, Context& ctx) {
+  return ctx.store.prepare_write(target.key, target.location, size, target.format);
+}
+
+Response commit_raw_value(PendingWrite pending, Context& ctx) {
+  return commit_now(std::move(pending), ctx, true);
 }
 
 Reply handle_write_extended(Request& req, Context& ctx) {
-  if (req.value) return commit(std::move(*req.value), ctx, true);
+  if (req.value) {
+    if (!req.value->needs_io()) return commit_raw_value(std::move(*req.value), ctx);
+    auto shared = std::make_shared<PendingWrite>(std::move(*req.value));
+    return Reply(std::function<Response()>(
+        [&ctx, shared] { return commit_raw_value(std::move(*shared), ctx); }));
+  }
+  if (is_octet_stream(req.content_type)) {
+    // A raw value tagged json: it must be JSON, since /read pastes it into answers.
+    auto target = parse_raw_target(req, ctx);
+    if (!target) return error_response(target.error());
+    auto held = BufferCharge::take(ctx, 2 * req.body.size());
+    if (!held) return error_response(held.error());
+    if (auto doc = JsonBody::parse_json(req.body); !doc) {
+      return error_response(ErrorCode::kBadRequest,
+                            fmt::format("the value is tagged format=json but is {}; send it "
+                                        "with another format tag (e.g. bytes) to store it as is",
+                                        doc.error().message));
+    }
+    return store_bytes(ctx, std::move(target->key), target->location, "json", req.body, true);
+  }
   JsonBody body;
-  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto held = parse_value_body(body, req, ctx);
+  if (!held) return error_response(held.error());
   auto key = body.string("key");
   if (!key) return error_response(key.error());
   auto loc_name = body.string("location", "dram");
@@ -193,8 +296,9 @@ Reply handle_write_extended(Request& req, Context& ctx) {
   auto sv = body.field("serialized_value");
   simdjson::dom::object serialized;
   if (!sv || sv->get(serialized) != simdjson::SUCCESS) {
-    return error_response(ErrorCode::kBadRequest,
-                          "missing field 'serialized_value': expected {\"type\": ..., \"data\": ...}");
+    return error_response(
+        ErrorCode::kBadRequest,
+        "missing field 'serialized_value': expected {\"type\": ..., \"data\": ...}");
   }
   auto member = [&serialized](const char* name) -> std::optional<simdjson::dom::element> {
     simdjson::dom::element e;
@@ -217,7 +321,7 @@ Reply handle_write_extended(Request& req, Context& ctx) {
   }
   auto bytes = base64_decode(encoded);
   if (!bytes) return error_response(bytes.error());
-  return store_bytes(ctx, std::move(*key), *loc, std::move(*type), *bytes, true);
+  return store_bytes(ctx, std::move(*key), *loc, *type, *bytes, true);
 }
 
 Reply handle_read(Request& req, Context& ctx) {
@@ -226,8 +330,10 @@ Reply handle_read(Request& req, Context& ctx) {
   if (view->format != "json") {
     return error_response(ErrorCode::kWrongFormat,
                           fmt::format("key '{}' holds a '{}' value, not JSON: read it with "
-                                      "/read_extended", req.param, view->format));
+                                      "/read_extended",
+                                      req.param, view->format));
   }
+  // Values tagged json were validated when written, so they can be pasted.
   Response r;
   r.head = R"({"key":)" + json_string(req.param) + R"(,"value":)";
   r.value = std::move(*view);
@@ -235,25 +341,116 @@ Reply handle_read(Request& req, Context& ctx) {
   return r;
 }
 
+namespace {
+
+// {"key": k, "serialized_value": {"type": t, "data": "<base64>"}, "found": true},
+// encoded a piece at a time on the io pool.
+class Base64Answer final : public BodySource {
+ public:
+  Base64Answer(std::string head, ValueView value, std::string tail)
+      : head_(std::move(head)), value_(std::move(value)), tail_(std::move(tail)) {}
+
+  std::optional<std::uint64_t> size() const override {
+    return head_.size() + (value_.extent->size() + 2) / 3 * 4 + tail_.size();
+  }
+
+  Result<bool> next(std::string& piece) override {
+    constexpr std::size_t kInput = kMaxPiece / 4 * 3;  // whole groups of 3 bytes
+    const std::string_view text = value_.text();
+    piece.clear();
+    if (!head_sent_) {
+      piece = head_;
+      head_sent_ = true;
+      return true;
+    }
+    if (offset_ < text.size()) {
+      std::size_t n = std::min(kInput, text.size() - offset_);
+      piece = base64_encode(text.substr(offset_, n));
+      offset_ += n;
+      return true;
+    }
+    if (!tail_sent_) {
+      piece = tail_;
+      tail_sent_ = true;
+      return true;
+    }
+    return false;
+  }
+
+ private:
+  std::string head_;
+  ValueView value_;
+  std::string tail_;
+  bool head_sent_ = false;
+  bool tail_sent_ = false;
+  std::size_t offset_ = 0;
+};
+
+// Every key's locations, {"locations": {...}}, a page of keys per piece.
+class LocationsAnswer final : public BodySource {
+ public:
+  explicit LocationsAnswer(Context& ctx) : ctx_(ctx) {}
+
+  std::optional<std::uint64_t> size() const override { return std::nullopt; }
+
+  Result<bool> next(std::string& piece) override {
+    piece.clear();
+    if (done_) return false;
+    auto page = ctx_.store.locations_page(cursor_, kLocationsPiece);
+    if (!page) return tl::unexpected(page.error());
+    if (!opened_) piece = R"({"locations":{)";
+    opened_ = true;
+    for (const auto& k : page->keys) {
+      if (!first_) piece += ',';
+      first_ = false;
+      append_json_string(piece, k.key);
+      piece += ':';
+      piece += dump(replicas_json(k, ctx_));
+    }
+    cursor_ = std::move(page->next_cursor);
+    if (cursor_.empty()) {
+      piece += "}}";
+      done_ = true;
+    }
+    return true;
+  }
+
+ private:
+  Context& ctx_;
+  std::string cursor_;
+  bool opened_ = false;
+  bool first_ = true;  // no key written yet
+  bool done_ = false;
+};
+
+}  // namespace
+
 Reply handle_read_extended(Request& req, Context& ctx) {
   auto view = read_value(req, ctx);
   if (!view) return error_response(view.error());
   if (req.accept.find("application/octet-stream") != std::string::npos) {
     Response r;
     r.content_type = "application/octet-stream";
-    r.headers.emplace_back("X-Gswarm-Format", view->format);
+    r.headers.emplace_back("X-Gswarm-Format", std::string(view->format));
     r.value = std::move(*view);
     return r;
   }
   Response r;
-  r.head = R"({"key":)" + json_string(req.param) + R"(,"serialized_value":{"type":)" + json_string(view->format) +
-           R"(,"data":)";
+  r.head = R"({"key":)" + json_string(req.param) + R"(,"serialized_value":{"type":)" +
+           json_string(view->format) + R"(,"data":)";
+  r.tail = R"(},"found":true})";
   if (view->format == "json") {
     r.value = std::move(*view);
-  } else {
+  } else if (view->extent->size() <= kInlineBase64) {
     r.head += '"' + base64_encode(view->text()) + '"';
+  } else {
+    r.head += '"';
+    r.tail.insert(0, "\"");
+    r.source =
+        std::make_shared<Base64Answer>(std::move(r.head), std::move(*view), std::move(r.tail));
+    r.head.clear();
+    r.tail.clear();
   }
-  r.tail = R"(},"found":true})";
   return r;
 }
 
@@ -287,18 +484,21 @@ Reply handle_move(Request& req, Context& ctx) {
                                {"operation_url", fmt::format("/operations/{}", *id)}}),
                          202);
   }
-  return Reply(std::function<Response()>([&store = ctx.store, key = std::move(*key), dest = *dest] {
-    auto moved = store.move(key, dest);
-    if (!moved) return error_response(moved.error());
-    return json_response(dump({{"status", "success"},
-                               {"key", key},
-                               {"source", moved->source.name()},
-                               {"destination", moved->destination.name()},
-                               {"size", moved->size},
-                               {"seconds", moved->seconds},
-                               {"method", moved->method},
-                               {"read_pointer", read_pointer_json(moved->read_pointer)}}));
-  }));
+  return Reply(
+      std::function<Response()>([&ctx, key = std::move(*key), dest = *dest] {
+        auto moved = ctx.store.move(key, dest);
+        if (!moved) return error_response(moved.error());
+        return json_response(dump(
+            {{"status", "success"},
+             {"key", key},
+             {"source", moved->source.name()},
+             {"destination", moved->destination.name()},
+             {"size", moved->size},
+             {"seconds", moved->seconds},
+             {"method", moved->method},
+             {"read_pointer", read_pointer_json(moved->read_pointer, moved->destination, ctx)}}));
+      }),
+      Lane::kMove);
 }
 
 namespace {
@@ -318,7 +518,8 @@ json operation_json(const OperationInfo& op) {
             {"created", op.created},
             {"seconds", op.seconds},
             {"error", nullptr}};
-  if (op.error) j["error"] = {{"detail", op.error->message}, {"code", error_code_name(op.error->code)}};
+  if (op.error)
+    j["error"] = {{"detail", op.error->message}, {"code", error_code_name(op.error->code)}};
   return j;
 }
 
@@ -345,23 +546,58 @@ Reply handle_location(Request& req, Context& ctx) {
   if (auto ok = validate_key(req.param); !ok) return error_response(ok.error());
   auto where = ctx.store.location(req.param);
   if (!where) return error_response(where.error());
-  json replicas = json::array();
-  for (const auto& r : where->replicas) replicas.push_back(replica_json(r));
   return json_response(dump({{"key", where->key},
                              {"location", where->primary.name()},
                              {"format", where->format},
-                             {"locations", std::move(replicas)}}));
+                             {"locations", replicas_json(*where, ctx)}}));
 }
 
 Reply handle_locations(Request& req, Context& ctx) {
-  json all = json::object();
-  for (const auto& k : ctx.store.locations()) {
-    json replicas = json::array();
-    for (const auto& r : k.replicas) replicas.push_back(replica_json(r));
-    all[k.key] = std::move(replicas);
+  auto limit_it = req.query.find("limit");
+  auto cursor_it = req.query.find("cursor");
+  if (limit_it == req.query.end() && cursor_it == req.query.end()) {
+    // Everything, streamed a page at a time: no answer is ever built whole.
+    Response r;
+    r.source = std::make_shared<LocationsAnswer>(ctx);
+    return r;
   }
-  return json_response(dump({{"locations", std::move(all)}}));
+  std::size_t limit = ctx.limits.max_page;
+  if (limit_it != req.query.end()) {
+    const std::string& text = limit_it->second;
+    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
+    if (ec != std::errc() || ptr != text.data() + text.size() || limit == 0 ||
+        limit > ctx.limits.max_page) {
+      return error_response(
+          ErrorCode::kBadRequest,
+          fmt::format("limit must be a number from 1 to {}", ctx.limits.max_page));
+    }
+  }
+  std::string cursor = cursor_it == req.query.end() ? "" : cursor_it->second;
+  return Reply(std::function<Response()>([&ctx, cursor = std::move(cursor), limit] {
+    auto page = ctx.store.locations_page(cursor, limit);
+    if (!page) return error_response(page.error());
+    json all = json::object();
+    for (const auto& k : page->keys) all[k.key] = replicas_json(k, ctx);
+    return json_response(dump(
+        {{"locations", std::move(all)},
+         {"count", page->keys.size()},
+         {"next_cursor", page->next_cursor.empty() ? json(nullptr) : json(page->next_cursor)}}));
+  }));
 }
+
+namespace {
+
+// A warning when `limit` is more memory than the machine has; empty otherwise.
+std::string beyond_machine(std::uint64_t limit) {
+  const std::uint64_t total = system_memory().total;
+  if (total == 0 || limit <= total) return {};
+  return fmt::format(
+      "--max-memory {} is more than this machine's {} of memory: the limit will "
+      "not stop the server from running out of memory",
+      format_size(limit), format_size(total));
+}
+
+}  // namespace
 
 Reply handle_stats(Request& req, Context& ctx) {
   StoreStats s = ctx.store.stats();
@@ -371,9 +607,14 @@ Reply handle_stats(Request& req, Context& ctx) {
   };
   json gpu_stats = json::object();
   for (const auto& d : s.devices) {
-    gpu_stats[d.name] = {{"used", d.used}, {"limit", d.limit}, {"free", d.free},
-                         {"total", d.total}, {"keys", d.keys}};
+    gpu_stats[d.name] = {{"used", d.used},
+                         {"limit", d.limit},
+                         {"free", d.free},
+                         {"total", d.total},
+                         {"keys", d.keys}};
   }
+  json warnings = json::array();
+  if (auto w = beyond_machine(s.dram_limit); !w.empty()) warnings.push_back(w);
   json stats = {
       {"current_size", s.dram_used},
       {"max_size", s.dram_limit},
@@ -381,6 +622,9 @@ Reply handle_stats(Request& req, Context& ctx) {
       {"current_dram_size", s.dram_used},
       {"max_dram_size", s.dram_limit},
       {"dram_usage_percent", percent(s.dram_used, s.dram_limit)},
+      {"dram_value_size", s.dram_value_bytes},
+      {"metadata_size", s.metadata_bytes},
+      {"machine_memory", m.total},
       {"current_pinned_size", s.pinned_used},
       {"max_pinned_size", s.pinned_limit},
       {"total_keys", s.total_keys},
@@ -397,21 +641,42 @@ Reply handle_stats(Request& req, Context& ctx) {
       {"gpu_stats", std::move(gpu_stats)},
       {"device_backend", s.device_backend},
       {"active_moves", s.active_moves},
+      {"queued_moves", s.queued_moves},
       {"pending_operations", ctx.store.operations().active()},
       {"move_threads", s.move_threads},
+      {"io_threads", s.io_threads},
       {"host_cache_bytes", s.host_cache_bytes},
       {"memory_info",
        {{"total", m.total}, {"available", m.available}, {"used", m.used}, {"percent", m.percent}}},
+      {"warnings", std::move(warnings)},
   };
+  if (ctx.state != nullptr) {
+    stats["buffer_memory"] = ctx.state->buffers.used();
+    stats["max_buffer_memory"] = ctx.state->buffers.limit();
+    stats["connections"] = ctx.state->connections.load(std::memory_order_relaxed);
+    stats["max_connections"] = ctx.state->max_connections;
+  }
   return json_response(dump({{"stats", std::move(stats)}}));
 }
 
 Reply handle_set_max_memory(Request& req, Context& ctx) {
   auto size = parse_size(req.param);
   if (!size) return error_response(size.error());
-  if (*size == 0) return error_response(ErrorCode::kInvalidSize, "max memory must be greater than 0");
+  if (*size == 0)
+    return error_response(ErrorCode::kInvalidSize, "max memory must be greater than 0");
+  if (*size > kLargestLimit) {
+    return error_response(ErrorCode::kInvalidSize,
+                          fmt::format("max memory of {} bytes is not a limit any machine has; give "
+                                      "a size up to 1PB",
+                                      *size));
+  }
   ctx.store.set_max_memory(*size);
-  return json_response(dump({{"status", "success"}, {"max_memory", *size}}));
+  json answer = {{"status", "success"}, {"max_memory", *size}};
+  if (auto warning = beyond_machine(*size); !warning.empty()) {
+    spdlog::warn("set_max_memory: {}", warning);
+    answer["warning"] = warning;
+  }
+  return json_response(dump(answer));
 }
 
 Reply handle_health(Request& req, Context& ctx) {
@@ -431,8 +696,8 @@ Reply handle_send(Request& req, Context& ctx) {
   // "node:device:N" (a location on a node) or "host:port" (another server).
   std::string_view t = *target;
   auto colon = t.find(':');
-  auto location = colon == std::string_view::npos ? Location::parse("")
-                                                  : Location::parse(t.substr(colon + 1));
+  auto location =
+      colon == std::string_view::npos ? Location::parse("") : Location::parse(t.substr(colon + 1));
   if (!location) {
     return error_response(ErrorCode::kNotSupported,
                           fmt::format("sending to another server ({}) is not supported yet: "
@@ -455,23 +720,25 @@ Reply handle_send(Request& req, Context& ctx) {
     if (!parsed) return error_response(parsed.error());
     source = *parsed;
   }
-  return Reply(std::function<Response()>(
-      [&store = ctx.store, key = std::move(*key), node, dest = *location, source, t = *target] {
-        auto sent = store.copy(key, dest, source);
-        if (!sent) return error_response(sent.error());
-        double gbps = sent->seconds > 0 ? static_cast<double>(sent->size) / sent->seconds / 1e9 : 0;
-        return json_response(dump({{"status", "success"},
-                                   {"success", true},
-                                   {"key", key},
-                                   {"source", sent->source.name()},
-                                   {"target", t},
-                                   {"node", node},
-                                   {"destination", sent->destination.name()},
-                                   {"method", sent->method},
-                                   {"size", sent->size},
-                                   {"seconds", sent->seconds},
-                                   {"throughput_gbps", gbps}}));
-      }));
+  return Reply(std::function<Response()>([&store = ctx.store, key = std::move(*key), node,
+                                          dest = *location, source, t = *target] {
+                 auto sent = store.copy(key, dest, source);
+                 if (!sent) return error_response(sent.error());
+                 double gbps =
+                     sent->seconds > 0 ? static_cast<double>(sent->size) / sent->seconds / 1e9 : 0;
+                 return json_response(dump({{"status", "success"},
+                                            {"success", true},
+                                            {"key", key},
+                                            {"source", sent->source.name()},
+                                            {"target", t},
+                                            {"node", node},
+                                            {"destination", sent->destination.name()},
+                                            {"method", sent->method},
+                                            {"size", sent->size},
+                                            {"seconds", sent->seconds},
+                                            {"throughput_gbps", gbps}}));
+               }),
+               Lane::kMove);
 }
 
 }  // namespace gswarm::server

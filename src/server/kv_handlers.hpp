@@ -1,32 +1,84 @@
 // Handlers of the KV endpoints (doc/http-api.md). Each parses and validates its
 // request, calls one Store method and maps the result to a response. They run on
-// network threads and never block: disk work is returned as Reply::blocking.
+// network threads and never block: disk work and copies are returned as
+// Reply::blocking, large answers as a BodySource.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 
 #include "server/http_message.hpp"
+#include "storage/tier.hpp"
 
 namespace gswarm::server {
 
 struct Limits {
-  std::uint64_t max_request_size = 256ull << 20;  // JSON bodies
+  std::uint64_t max_request_size = 256ull << 20;  // JSON bodies that carry values
+  std::uint64_t max_control_size = 64ull << 10;   // JSON bodies of the other endpoints
   std::uint64_t max_value_size = 64ull << 30;     // raw value bodies
+  std::size_t max_page = 10000;                   // keys per /locations page
+};
+
+// What the server itself holds, for limits and /stats.
+struct ServerState {
+  // Memory held for request and response bodies: JSON bodies as they arrive,
+  // the buffers raw values stream through, answers built in pieces.
+  LimitCounter buffers{"--max-buffer-memory", 1ull << 30};
+  std::atomic<std::uint64_t> connections{0};
+  std::uint64_t max_connections = 0;
+  std::string local_socket;  // where local processes open read pointers ("@name": abstract)
 };
 
 struct Context {
   Store& store;
   Limits limits;
-  std::string node_name;  // this server's name in "node:device:N" targets
+  std::string node_name;         // this server's name in "node:device:N" targets
+  ServerState* state = nullptr;  // null in handler unit tests: no buffer accounting
+};
+
+// Holds bytes of --max-buffer-memory for as long as it lives.
+class BufferCharge {
+ public:
+  BufferCharge() = default;
+  // kUnavailable when the budget cannot take `bytes` more.
+  [[nodiscard]] static Result<BufferCharge> take(Context& ctx, std::uint64_t bytes);
+  [[nodiscard]] Result<void> grow(std::uint64_t bytes);
+  BufferCharge(BufferCharge&& other) noexcept
+      : counter_(std::exchange(other.counter_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
+  BufferCharge& operator=(BufferCharge&& other) noexcept {
+    std::swap(counter_, other.counter_);
+    std::swap(bytes_, other.bytes_);
+    return *this;
+  }
+  ~BufferCharge() {
+    if (counter_ != nullptr) counter_->release(bytes_);
+  }
+  std::uint64_t bytes() const { return bytes_; }
+
+ private:
+  LimitCounter* counter_ = nullptr;
+  std::uint64_t bytes_ = 0;
 };
 
 Reply handle_write(Request& req, Context& ctx);
 Reply handle_write_extended(Request& req, Context& ctx);
-// The raw form of /write_extended: reserves the value's room from the query
-// string before its body is read into the returned buffer.
-[[nodiscard]] Result<PendingWrite> prepare_raw_value(const Request& req, std::uint64_t size,
+
+// The raw form of /write_extended (?key=&location=&format=), checked before its
+// body is read.
+struct RawTarget {
+  std::string key;
+  Location location;
+  std::string format;
+  bool json() const { return format == "json"; }
+};
+[[nodiscard]] Result<RawTarget> parse_raw_target(const Request& req, Context& ctx);
+// Reserves the value's room in its tier before its body is read.
+[[nodiscard]] Result<PendingWrite> prepare_raw_value(const RawTarget& target, std::uint64_t size,
                                                      Context& ctx);
+// Installs a raw value whose body has arrived (blocking when pending.needs_io()).
+Response commit_raw_value(PendingWrite pending, Context& ctx);
+
 Reply handle_read(Request& req, Context& ctx);
 Reply handle_read_extended(Request& req, Context& ctx);
 Reply handle_release(Request& req, Context& ctx);

@@ -12,8 +12,9 @@ namespace gswarm::server {
 
 enum class BodyKind {
   kNone,         // no body expected (any body is ignored)
-  kJson,         // JSON object, up to Limits::max_request_size
-  kJsonOrValue,  // JSON, or a raw application/octet-stream value streamed into a tier
+  kControl,      // JSON object of a few fields, up to Limits::max_control_size
+  kJson,         // JSON object carrying a value, up to Limits::max_request_size
+  kJsonOrValue,  // kJson, or a raw application/octet-stream value streamed into a tier
 };
 
 using Handler = Reply (*)(Request&, Context&);

@@ -1,11 +1,16 @@
 #include "server/server.hpp"
 
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <optional>
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -13,11 +18,13 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
+#include "server/local_socket.hpp"
 #include "server/session.hpp"
+#include "storage/shared_memory.hpp"
 
 namespace gswarm::server {
 namespace asio = boost::asio;
@@ -26,6 +33,16 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
+// Descriptors kept free of connections and value segments: files being
+// written, read pointers being handed out, the log.
+constexpr std::uint64_t kSpareDescriptors = 256;
+constexpr std::uint64_t kDefaultMaxConnections = 4096;
+// Connections turned away at once (each gets its 503 and up to kTurnAwayLinger).
+constexpr std::uint64_t kMaxTurnAways = 64;
+constexpr auto kTurnAwayLinger = std::chrono::seconds(2);
+constexpr auto kAcceptLogEvery = std::chrono::seconds(10);
+
 std::string node_name(const std::string& configured) {
   if (!configured.empty()) return configured;
   char host[256] = {};
@@ -33,92 +50,237 @@ std::string node_name(const std::string& configured) {
   return host;
 }
 
+std::string canned_503(std::string_view detail) {
+  std::string body = fmt::format(R"({{"detail":"{}","code":"unavailable"}})", detail);
+  return fmt::format(
+      "HTTP/1.1 503 Service Unavailable\r\nServer: gswarm\r\nContent-Type: "
+      "application/json\r\nContent-Length: {}\r\nRetry-After: 1\r\nConnection: "
+      "close\r\n\r\n{}",
+      body.size(), body);
+}
+
+bool out_of_descriptors(const beast::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec.value() == ENFILE || ec.value() == ENOBUFS ||
+         ec.value() == ENOMEM;
+}
+
+// Answers 503 and closes, reading what the client still sends for a moment so
+// that the answer is not lost to a reset.
+asio::awaitable<void> turn_away(tcp::socket socket, std::string answer,
+                                std::atomic<std::uint64_t>& turning_away) {
+  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(answer), kAwait);
+  if (!ec) {
+    beast::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    asio::steady_timer linger(socket.get_executor(), kTurnAwayLinger);
+    linger.async_wait([&socket](beast::error_code e) {
+      if (!e) {
+        beast::error_code ignored2;
+        socket.cancel(ignored2);
+      }
+    });
+    char sink[4096];
+    while (true) {
+      auto [rec, got] = co_await socket.async_read_some(asio::buffer(sink), kAwait);
+      if (rec) break;
+    }
+    linger.cancel();
+  }
+  beast::error_code ignored;
+  socket.close(ignored);
+  turning_away.fetch_sub(1, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 struct Server::Impl {
   Impl(Store& store, ServerOptions opts)
-      : options(std::move(opts)), ctx{store, options.limits, node_name(options.node_name)} {
-    int n = options.threads > 0 ? options.threads
-                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    for (int i = 0; i < n; ++i) {
-      loops.push_back(std::make_unique<Loop>());
-    }
+      : options(std::move(opts)), ctx{store, options.limits, node_name(options.node_name), &state} {
+    state.buffers.set_limit(options.max_buffer_memory);
+    int n = options.threads > 0
+                ? options.threads
+                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    for (int i = 0; i < n; ++i) loops.push_back(std::make_unique<Loop>());
   }
 
   struct Loop {
     asio::io_context io{1};
-    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard{io.get_executor()};
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard{
+        io.get_executor()};
     ConnectionSet connections;  // only touched on this loop's thread
     asio::steady_timer sweeper{io};
   };
 
   // Every kSweep, cancels the pending operation of each connection whose deadline
-  // passed; its session sees `timed_out` and answers 408 or closes.
+  // passed; its session sees `timed_out` and answers 408 or closes. Once the
+  // server stops, also closes connections past the drain deadline, and ends when
+  // the loop has none left.
   static constexpr auto kSweep = std::chrono::milliseconds(250);
+  static constexpr auto kStoppingSweep = std::chrono::milliseconds(10);
   void sweep(Loop& loop) {
-    loop.sweeper.expires_after(kSweep);
+    loop.sweeper.expires_after(stopping ? kStoppingSweep : kSweep);
     loop.sweeper.async_wait([this, &loop](beast::error_code ec) {
-      if (ec) return;
+      if (ec && !stopping) return;  // begin_stop() cancels the wait to sweep at once
       const auto now = Connection::Clock::now();
       for (const auto& conn : loop.connections) {
-        if (conn->deadline < now && !conn->timed_out) {
+        beast::error_code ignored;
+        if (conn->drain_deadline < now) {
+          conn->socket.close(ignored);
+        } else if (conn->deadline < now && !conn->timed_out) {
           conn->timed_out = true;
-          beast::error_code ignored;
           conn->socket.cancel(ignored);
         }
+      }
+      // Loop 0 also holds the signal and drain timers: it ends after every loop's
+      // connections are gone, the others once their own are.
+      const bool first = &loop == loops[0].get();
+      if (stopping && loop.connections.empty() && (!first || state.connections.load() == 0)) {
+        if (first) finish_stop();
+        loop.guard.reset();
+        return;
       }
       sweep(loop);
     });
   }
 
   void accept_next() {
+    if (stopping) return;
     Loop& target = *loops[next_loop++ % loops.size()];
     acceptor->async_accept(target.io, [this, &target](beast::error_code ec, tcp::socket socket) {
-      if (ec) {
-        if (ec != asio::error::operation_aborted) {
-          spdlog::warn("accept failed: {}", ec.message());
-          if (!stopping) accept_next();
-        }
-        return;
-      }
+      if (stopping || ec == asio::error::operation_aborted) return;
+      if (ec) return accept_failed(ec);
+      accept_backoff = std::chrono::milliseconds(0);
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      asio::post(target.io, [this, &target, s = std::move(socket)]() mutable {
-        auto conn = std::make_shared<Connection>(std::move(s));
-        target.connections.insert(conn);
-        asio::co_spawn(target.io, serve(conn, SessionEnv{ctx, options, stopping}, target.connections),
-                       asio::detached);
-      });
-      if (!stopping) accept_next();
+      if (state.connections.load(std::memory_order_relaxed) >= state.max_connections) {
+        refuse(target, std::move(socket),
+               fmt::format("too many connections: this server serves at most {} at once "
+                           "(--max-connections); retry shortly",
+                           state.max_connections));
+      } else {
+        state.connections.fetch_add(1, std::memory_order_relaxed);
+        asio::post(target.io, [this, &target, s = std::move(socket)]() mutable {
+          auto conn = std::make_shared<Connection>(std::move(s));
+          conn->drain_deadline = drain_deadline;
+          target.connections.insert(conn);
+          asio::co_spawn(target.io,
+                         serve(conn, SessionEnv{ctx, options, stopping}, target.connections),
+                         asio::detached);
+        });
+      }
+      accept_next();
     });
   }
 
-  // Runs on loop 0: stop accepting, close idle connections, let loops drain.
+  void refuse(Loop& target, tcp::socket socket, std::string detail) {
+    if (turning_away.fetch_add(1, std::memory_order_relaxed) >= kMaxTurnAways) {
+      turning_away.fetch_sub(1, std::memory_order_relaxed);
+      return;  // closing it is all we can afford
+    }
+    asio::post(target.io, [this, &target, s = std::move(socket), d = std::move(detail)]() mutable {
+      asio::co_spawn(target.io, turn_away(std::move(s), canned_503(d), turning_away),
+                     asio::detached);
+    });
+  }
+
+  // Accepting failed. Out of descriptors, retrying at once would spin: back off
+  // (10 ms doubling to 1 s), tell one waiting client why with the descriptor
+  // kept spare for this, and log at most every kAcceptLogEvery.
+  void accept_failed(const beast::error_code& ec) {
+    const auto now = std::chrono::steady_clock::now();
+    ++accept_failures;
+    if (now - last_accept_log >= kAcceptLogEvery) {
+      spdlog::warn(
+          "accept failed: {}{} ({} times since the last report); backing off", ec.message(),
+          out_of_descriptors(ec) ? " (raise the open-file limit or lower --max-connections)" : "",
+          accept_failures);
+      last_accept_log = now;
+      accept_failures = 0;
+    }
+    if (out_of_descriptors(ec) && spare_descriptor) {
+      spare_descriptor.reset();
+      beast::error_code aec;
+      tcp::socket waiting = acceptor->accept(aec);
+      if (!aec) {
+        std::string answer = canned_503("the server is out of file descriptors; retry shortly");
+        (void)::send(waiting.native_handle(), answer.data(), answer.size(),
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
+      spare_descriptor.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    }
+    accept_backoff = std::clamp(accept_backoff * 2, std::chrono::milliseconds(10),
+                                std::chrono::milliseconds(1000));
+    backoff_timer->expires_after(accept_backoff);
+    backoff_timer->async_wait([this](beast::error_code e) {
+      if (!e) accept_next();
+    });
+  }
+
+  // Runs on loop 0: stop accepting, close idle connections, give the others
+  // until the drain deadline.
   void begin_stop() {
     if (stopping.exchange(true)) return;
-    spdlog::info("shutting down: finishing requests in flight");
+    spdlog::info("shutting down: finishing requests in flight (at most {} s)",
+                 options.drain_timeout.count());
+    drain_deadline = Connection::Clock::now() + options.drain_timeout;
     beast::error_code ignored;
     if (acceptor) acceptor->close(ignored);
-    if (signals) signals->cancel(ignored);
+    backoff_timer->cancel();
+    if (local) local->stop();
+    if (signals) {
+      signals->async_wait([](beast::error_code ec, int) {
+        if (ec) return;
+        spdlog::warn("second signal: exiting now");
+        spdlog::default_logger()->flush();
+        std::_Exit(1);
+      });
+    }
+    drain_timer->expires_at(drain_deadline);
+    drain_timer->async_wait([this](beast::error_code ec) {
+      if (ec) return;
+      spdlog::warn("drain deadline passed: cancelling copies and closing {} connections",
+                   state.connections.load());
+      ctx.store.begin_shutdown();
+    });
     for (auto& loop : loops) {
-      asio::post(loop->io, [l = loop.get()] {
+      asio::post(loop->io, [this, l = loop.get()] {
         for (const auto& conn : l->connections) {
-          beast::error_code ignored;
-          if (conn->idle) conn->socket.cancel(ignored);
+          conn->drain_deadline = drain_deadline;
+          conn->deadline = std::min(conn->deadline, drain_deadline);
+          beast::error_code ignored2;
+          if (conn->idle) conn->socket.cancel(ignored2);
         }
         l->sweeper.cancel();
-        l->guard.reset();
       });
     }
   }
 
+  // Loop 0 once no connection is left: nothing may keep it running.
+  void finish_stop() {
+    drain_timer->cancel();
+    backoff_timer->cancel();
+    beast::error_code ignored;
+    if (signals) signals->cancel(ignored);
+  }
+
   ServerOptions options;
+  ServerState state;
   Context ctx;
   std::vector<std::unique_ptr<Loop>> loops;
   std::optional<tcp::acceptor> acceptor;
   std::optional<asio::signal_set> signals;
+  std::optional<asio::steady_timer> backoff_timer;  // loop 0
+  std::optional<asio::steady_timer> drain_timer;    // loop 0
+  std::unique_ptr<LocalSocket> local;
   std::atomic<bool> stopping{false};
-  std::size_t next_loop = 0;  // only touched on loop 0
+  Connection::Clock::time_point drain_deadline = Connection::Clock::time_point::max();
+  UniqueFd spare_descriptor;
+  std::atomic<std::uint64_t> turning_away{0};
+  // Only touched on loop 0:
+  std::size_t next_loop = 0;
+  std::chrono::milliseconds accept_backoff{0};
+  std::uint64_t accept_failures = 0;
+  std::chrono::steady_clock::time_point last_accept_log{};
 };
 
 Server::Server(Store& store, ServerOptions options)
@@ -127,26 +289,54 @@ Server::Server(Store& store, ServerOptions options)
 Server::~Server() = default;
 
 Result<void> Server::listen() {
-  auto& io = impl_->loops[0]->io;
-  beast::error_code ec;
-  auto address = asio::ip::make_address(impl_->options.host == "localhost" ? "127.0.0.1"
-                                                                           : impl_->options.host,
-                                        ec);
-  if (ec) {
-    return make_error(ErrorCode::kBadRequest,
-                      fmt::format("invalid --host '{}': give an IP address such as 0.0.0.0 or 127.0.0.1",
-                                  impl_->options.host));
+  Impl& impl = *impl_;
+  auto& io = impl.loops[0]->io;
+  // Connections, value segments and spare descriptors share the process's limit.
+  const std::uint64_t fd_limit = SharedMemory::raise_fd_limit();
+  std::uint64_t max_connections = impl.options.max_connections;
+  const std::uint64_t usable =
+      fd_limit > 2 * kSpareDescriptors ? fd_limit - kSpareDescriptors : fd_limit / 2;
+  if (max_connections == 0)
+    max_connections = std::clamp<std::uint64_t>(usable / 2, 16, kDefaultMaxConnections);
+  if (max_connections > usable) {
+    spdlog::warn(
+        "--max-connections {} is more than the open-file limit ({}) leaves room for; "
+        "connections beyond that wait until descriptors free up",
+        max_connections, fd_limit);
   }
-  tcp::endpoint endpoint(address, impl_->options.port);
-  auto& acceptor = impl_->acceptor.emplace(io);
+  impl.state.max_connections = max_connections;
+  SharedMemory::set_fd_budget(usable > max_connections ? usable - max_connections : 0);
+  impl.spare_descriptor.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+
+  beast::error_code ec;
+  auto address = asio::ip::make_address(
+      impl.options.host == "localhost" ? "127.0.0.1" : impl.options.host, ec);
+  if (ec) {
+    return make_error(
+        ErrorCode::kBadRequest,
+        fmt::format("invalid --host '{}': give an IP address such as 0.0.0.0 or 127.0.0.1",
+                    impl.options.host));
+  }
+  tcp::endpoint endpoint(address, impl.options.port);
+  auto& acceptor = impl.acceptor.emplace(io);
   auto fail = [&](std::string_view what) {
-    return make_error(ErrorCode::kIo, fmt::format("cannot {} {}:{}: {}", what, impl_->options.host,
-                                                  impl_->options.port, ec.message()));
+    return make_error(ErrorCode::kIo, fmt::format("cannot {} {}:{}: {}", what, impl.options.host,
+                                                  impl.options.port, ec.message()));
   };
   if (acceptor.open(endpoint.protocol(), ec); ec) return fail("open");
   if (acceptor.set_option(asio::socket_base::reuse_address(true), ec); ec) return fail("configure");
   if (acceptor.bind(endpoint, ec); ec) return fail("listen on");
   if (acceptor.listen(asio::socket_base::max_listen_connections, ec); ec) return fail("listen on");
+  // accept_failed() accepts one waiting client synchronously: it must not block.
+  if (acceptor.non_blocking(true, ec); ec) return fail("configure");
+  impl.backoff_timer.emplace(io);
+  impl.drain_timer.emplace(io);
+  if (impl.options.local_socket) {
+    auto local = LocalSocket::open(io, impl.ctx.store);
+    if (!local) return tl::unexpected(local.error());
+    impl.local = std::move(*local);
+    impl.state.local_socket = impl.local->name();
+  }
   return {};
 }
 
@@ -154,6 +344,10 @@ std::uint16_t Server::port() const {
   beast::error_code ec;
   return impl_->acceptor ? impl_->acceptor->local_endpoint(ec).port() : 0;
 }
+
+std::uint64_t Server::max_connections() const { return impl_->state.max_connections; }
+
+const std::string& Server::local_socket() const { return impl_->state.local_socket; }
 
 void Server::run() {
   Impl& impl = *impl_;
@@ -165,6 +359,7 @@ void Server::run() {
     });
   }
   asio::post(io0, [&impl] { impl.accept_next(); });
+  if (impl.local) impl.local->start();
   for (auto& loop : impl.loops) {
     asio::post(loop->io, [&impl, l = loop.get()] { impl.sweep(*l); });
   }

@@ -4,7 +4,14 @@
 //
 // Lifetime: construct, listen(), then run() on one thread until stop() (any
 // thread, or SIGINT/SIGTERM when handle_signals). Stopping closes the listener,
-// lets requests in flight finish, closes idle connections and returns.
+// closes idle connections and lets requests in flight finish until the drain
+// deadline; then copies still running are cancelled and every connection is
+// closed, so run() returns within about drain_timeout whatever clients do. A
+// second signal ends the process at once.
+//
+// Limits: at most max_connections connections are served (more are answered 503
+// and closed); when the process runs out of descriptors, accepting backs off and
+// says so in the log at most every few seconds.
 #pragma once
 
 #include <chrono>
@@ -25,7 +32,11 @@ struct ServerOptions {
   Limits limits;
   std::string node_name;  // empty: the host name
   std::chrono::seconds idle_timeout{60};     // keep-alive connection with no request
-  std::chrono::seconds request_timeout{30};  // stall while receiving or sending
+  std::chrono::seconds request_timeout{30};  // no progress while receiving or sending
+  std::chrono::seconds drain_timeout{10};    // how long stopping waits for requests in flight
+  std::uint64_t max_connections = 0;         // 0: from the descriptor limit, at most 4096
+  std::uint64_t max_buffer_memory = 1ull << 30;  // request and answer bodies in flight
+  bool local_socket = true;  // serve read pointers to local processes
   bool handle_signals = true;
 };
 
@@ -39,6 +50,9 @@ class Server {
   // Binds and listens. kIo with the reason when the address cannot be used.
   [[nodiscard]] Result<void> listen();
   std::uint16_t port() const;
+  std::uint64_t max_connections() const;
+  // The abstract socket local processes open read pointers on ("@gswarm-...").
+  const std::string& local_socket() const;
   void run();
   void stop();
 

@@ -2,19 +2,21 @@
 
 #include <array>
 #include <cstring>
+#include <optional>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "server/router.hpp"
 
@@ -27,44 +29,78 @@ namespace {
 
 constexpr auto kAwait = asio::as_tuple(asio::use_awaitable);
 constexpr std::uint32_t kHeaderLimit = 16 * 1024;  // a 4096-byte key, percent-encoded, fits
-constexpr std::size_t kIoChunk = 4 << 20;           // timeouts are re-armed per chunk
+// What a connection buffers besides a body: the headers and a little read-ahead.
+constexpr std::size_t kReadBuffer = kHeaderLimit + 4096;
+// Raw values for disk and GPUs stream through two buffers of this size.
+constexpr std::size_t kStreamChunk = 4 << 20;
 constexpr std::size_t kJsonPadding = 64;            // simdjson's SIMDJSON_PADDING
+constexpr std::size_t kJsonFirst = 64 << 10;        // a JSON body's first allocation
+constexpr std::size_t kJsonReadWindow = 256 << 10;  // bytes made room for per read
 
-// Runs `work` on a mover thread and resumes the coroutine on its own loop.
-asio::awaitable<Response> run_blocking(Mover& mover, std::function<Response()> work) {
-  auto executor = co_await asio::this_coro::executor;
-  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(Response)>(
-      [&mover, executor](auto handler, std::function<Response()> task) {
-        // The work guard keeps the loop alive while the task is away.
-        auto state = std::make_shared<decltype(handler)>(std::move(handler));
-        auto guard = std::make_shared<asio::executor_work_guard<decltype(executor)>>(executor);
-        mover.submit([state, guard, task = std::move(task), executor]() mutable {
-          Response response;
-          try {
-            response = task();
-          } catch (const std::exception& e) {
-            response = error_response(ErrorCode::kInternal, e.what());
-          }
-          asio::post(executor, [state, guard, response = std::move(response)]() mutable {
-            (*state)(std::move(response));
-          });
-        });
-      },
-      asio::use_awaitable, std::move(work));
+template <typename T>
+T internal_failure(std::string_view what) {
+  if constexpr (std::is_same_v<T, Response>) {
+    return error_response(ErrorCode::kInternal, "internal error; the server log has the details");
+  } else {
+    return tl::unexpected(Error{ErrorCode::kInternal, std::string(what)});
+  }
 }
 
-// Moves `dest.size()` body bytes into `dest`: first what is already buffered,
-// then straight from the socket.
-asio::awaitable<beast::error_code> read_body(Connection& conn, beast::flat_buffer& buffer,
+// Blocking work started on a task pool now and awaited later, so that the
+// coroutine can go on (reading the socket, say) while it runs.
+//
+// GCC 12 may destroy a temporary twice when it is an argument in a co_await
+// expression: so no co_await in this file takes a temporary with a destructor
+// or an argument by value that has one. Work goes in through start(), a plain
+// function, and is awaited through a reference to its named state.
+template <typename T>
+struct Background {
+  explicit Background(asio::any_io_executor ex)
+      : timer(ex, asio::steady_timer::time_point::max()), guard(ex) {}
+  asio::steady_timer timer;                                // cancelled when the work is done
+  asio::executor_work_guard<asio::any_io_executor> guard;  // keeps the loop alive meanwhile
+  std::optional<T> result;
+};
+
+template <typename T>
+std::shared_ptr<Background<T>> start(TaskPool& pool, asio::any_io_executor ex,
+                                     std::function<T()> work) {
+  auto bg = std::make_shared<Background<T>>(ex);
+  pool.submit([bg, ex, &pool, work = std::move(work)] {
+    std::optional<T> result;
+    try {
+      result.emplace(work());
+    } catch (const std::exception& e) {
+      spdlog::error("a task on {} failed: {}", pool.name(), e.what());
+      result.emplace(internal_failure<T>(e.what()));
+    }
+    asio::post(ex, [bg, result = std::move(result)]() mutable {
+      bg->result = std::move(result);
+      bg->timer.cancel();
+      bg->guard.reset();
+    });
+  });
+  return bg;
+}
+
+template <typename T>
+asio::awaitable<T> finish(const std::shared_ptr<Background<T>>& bg) {
+  while (!bg->result) co_await bg->timer.async_wait(kAwait);
+  co_return std::move(*bg->result);
+}
+
+// Fills `dest` with body bytes: first what is already buffered, then straight
+// from the socket. The deadline is re-armed after every read that made progress.
+asio::awaitable<beast::error_code> read_into(Connection& conn, beast::flat_buffer& buffer,
                                              std::span<std::byte> dest,
                                              std::chrono::seconds timeout) {
   std::size_t have = std::min(buffer.size(), dest.size());
   asio::buffer_copy(asio::buffer(dest.data(), have), buffer.data());
   buffer.consume(have);
   for (std::size_t off = have; off < dest.size();) {
-    std::size_t n = std::min(dest.size() - off, kIoChunk);
     conn.arm(timeout);
-    auto [ec, got] = co_await asio::async_read(conn.socket, asio::buffer(dest.data() + off, n), kAwait);
+    auto [ec, got] = co_await conn.socket.async_read_some(
+        asio::buffer(dest.data() + off, dest.size() - off), kAwait);
     conn.disarm();
     if (ec) co_return ec;
     off += got;
@@ -72,12 +108,35 @@ asio::awaitable<beast::error_code> read_body(Connection& conn, beast::flat_buffe
   co_return beast::error_code{};
 }
 
-std::string status_line_and_headers(const Response& res, bool keep_alive, bool http10) {
-  std::string out = fmt::format("HTTP/1.1 {} {}\r\nServer: gswarm\r\nContent-Type: {}\r\n"
-                                "Content-Length: {}\r\n",
-                                res.status, http::obsolete_reason(http::int_to_status(res.status)),
-                                res.content_type, res.body_size());
-  for (const auto& [name, value] : res.headers) fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
+// Writes all of `buffers`, re-arming the deadline after every write that made
+// progress.
+template <typename Buffers>
+asio::awaitable<beast::error_code> write_all(Connection& conn, const Buffers& buffers,
+                                             std::chrono::seconds timeout) {
+  beast::buffers_suffix<Buffers> rest(buffers);
+  while (asio::buffer_size(rest) > 0) {
+    conn.arm(timeout);
+    auto [ec, n] = co_await conn.socket.async_write_some(rest, kAwait);
+    conn.disarm();
+    if (ec) co_return ec;
+    rest.consume(n);
+  }
+  co_return beast::error_code{};
+}
+
+std::string status_line_and_headers(const Response& res, bool keep_alive, bool http10,
+                                    bool chunked) {
+  std::string out =
+      fmt::format("HTTP/1.1 {} {}\r\nServer: gswarm\r\nContent-Type: {}\r\n", res.status,
+                  http::obsolete_reason(http::int_to_status(res.status)), res.content_type);
+  if (chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  } else if (!res.source || res.source->size()) {
+    fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n",
+                   res.source ? *res.source->size() : res.body_size());
+  }
+  for (const auto& [name, value] : res.headers)
+    fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
   if (!keep_alive) {
     out += "Connection: close\r\n";
   } else if (http10) {
@@ -87,38 +146,72 @@ std::string status_line_and_headers(const Response& res, bool keep_alive, bool h
   return out;
 }
 
-asio::awaitable<beast::error_code> write_response(Connection& conn, const Response& res,
-                                                  bool keep_alive, bool http10,
-                                                  std::chrono::seconds timeout) {
-  std::string header = status_line_and_headers(res, keep_alive, http10);
-  std::span<const std::byte> value;
-  if (res.value) value = res.value->bytes();
-  conn.arm(timeout);
-  beast::error_code result;
-  if (value.size() <= kIoChunk) {
-    std::array<asio::const_buffer, 4> parts = {asio::buffer(header), asio::buffer(res.head),
-                                               asio::buffer(value.data(), value.size()),
-                                               asio::buffer(res.tail)};
-    auto [ec, n] = co_await asio::async_write(conn.socket, parts, kAwait);
-    result = ec;
-  } else {
-    std::array<asio::const_buffer, 2> first = {asio::buffer(header), asio::buffer(res.head)};
-    auto [ec, n] = co_await asio::async_write(conn.socket, first, kAwait);
-    result = ec;
-    for (std::size_t off = 0; !result && off < value.size(); off += kIoChunk) {
-      conn.arm(timeout);
-      auto [ec2, sent] = co_await asio::async_write(
-          conn.socket, asio::buffer(value.data() + off, std::min(kIoChunk, value.size() - off)), kAwait);
-      result = ec2;
+// Sends a body built in pieces on the io pool, one piece in memory at a time.
+// False when the connection can no longer be used (the answer was cut short).
+asio::awaitable<bool> write_pieces(Connection& conn, const Response& res, bool keep_alive,
+                                   bool http10, SessionEnv env) {
+  const bool sized = res.source->size().has_value();
+  // Without a length, HTTP/1.1 clients get chunks; HTTP/1.0 ones the end of the connection.
+  const bool chunked = !sized && !http10;
+  keep_alive = keep_alive && (sized || chunked);
+  auto held = BufferCharge::take(env.ctx, BodySource::kMaxPiece);
+  if (!held) {
+    Response busy = error_response(held.error());
+    std::string header = status_line_and_headers(busy, false, http10, false);
+    std::array<asio::const_buffer, 2> parts = {asio::buffer(header), asio::buffer(busy.head)};
+    co_await write_all(conn, parts, env.options.request_timeout);
+    co_return false;
+  }
+  std::string header = status_line_and_headers(res, keep_alive, http10, chunked);
+  if (auto ec = co_await write_all(conn, asio::buffer(header), env.options.request_timeout); ec) {
+    co_return false;
+  }
+  auto source = res.source;
+  auto piece = std::make_shared<std::string>();
+  auto executor = co_await asio::this_coro::executor;
+  while (true) {
+    auto task = start<Result<bool>>(env.ctx.store.io(), executor,
+                                    [source, piece] { return source->next(*piece); });
+    auto more = co_await finish(task);
+    if (!more) {
+      spdlog::warn("answer cut short: {}", more.error().message);
+      co_return false;
     }
-    if (!result) {
-      conn.arm(timeout);
-      auto [ec3, n3] = co_await asio::async_write(conn.socket, asio::buffer(res.tail), kAwait);
-      result = ec3;
+    if (!*more) break;
+    if (piece->empty()) continue;
+    beast::error_code ec;
+    if (chunked) {
+      std::string size_line = fmt::format("{:x}\r\n", piece->size());
+      std::array<asio::const_buffer, 3> parts = {asio::buffer(size_line), asio::buffer(*piece),
+                                                 asio::buffer("\r\n", 2)};
+      ec = co_await write_all(conn, parts, env.options.request_timeout);
+    } else {
+      ec = co_await write_all(conn, asio::buffer(*piece), env.options.request_timeout);
+    }
+    if (ec) co_return false;
+  }
+  if (chunked) {
+    if (auto ec =
+            co_await write_all(conn, asio::buffer("0\r\n\r\n", 5), env.options.request_timeout);
+        ec) {
+      co_return false;
     }
   }
-  conn.disarm();
-  co_return result;
+  co_return keep_alive;
+}
+
+// False when the connection can no longer be used.
+asio::awaitable<bool> write_response(Connection& conn, const Response& res, bool keep_alive,
+                                     bool http10, SessionEnv env) {
+  if (res.source) co_return co_await write_pieces(conn, res, keep_alive, http10, env);
+  std::string header = status_line_and_headers(res, keep_alive, http10, false);
+  std::span<const std::byte> value;
+  if (res.value) value = res.value->bytes();
+  std::array<asio::const_buffer, 4> parts = {asio::buffer(header), asio::buffer(res.head),
+                                             asio::buffer(value.data(), value.size()),
+                                             asio::buffer(res.tail)};
+  auto ec = co_await write_all(conn, parts, env.options.request_timeout);
+  co_return !ec && keep_alive;
 }
 
 struct Outcome {
@@ -127,8 +220,106 @@ struct Outcome {
   bool drop = false;          // the peer went away or stalled: close without answering
 };
 
-bool is_octet_stream(std::string_view content_type) {
-  return content_type.starts_with("application/octet-stream");
+// Answers a body that could not be read to its end: the connection then closes.
+Outcome body_failed(Connection& conn, beast::error_code ec) {
+  Outcome out;
+  out.body_consumed = false;
+  out.drop = !conn.timed_out;
+  if (conn.timed_out) {
+    out.response = error_response(ErrorCode::kTimeout, "request body not received in time");
+  }
+  return out;
+}
+
+Outcome failed(Error error, bool body_consumed = false) {
+  Outcome out;
+  out.response = error_response(std::move(error));
+  out.body_consumed = body_consumed;
+  return out;
+}
+
+// Reads a JSON body of `length` bytes into `body`, growing it (and its charge
+// against --max-buffer-memory) as bytes arrive, never ahead of them.
+asio::awaitable<std::optional<Outcome>> read_json_body(Connection& conn, beast::flat_buffer& buffer,
+                                                       std::string& body, std::uint64_t length,
+                                                       BufferCharge& charge, SessionEnv env) {
+  std::size_t room = 0;  // bytes of body allowed so far
+  while (body.size() < length) {
+    if (body.size() == room) {
+      const std::size_t next =
+          static_cast<std::size_t>(std::min<std::uint64_t>(length, std::max(kJsonFirst, room * 2)));
+      if (auto ok = charge.grow(next - room); !ok) co_return failed(ok.error());
+      body.reserve(next + kJsonPadding);  // slack lets the JSON parser read ahead without a copy
+      room = next;
+    }
+    const std::size_t old = body.size();
+    body.resize(old + std::min(room - old, kJsonReadWindow));
+    std::span<std::byte> window{reinterpret_cast<std::byte*>(body.data()) + old, body.size() - old};
+    // One read's worth: what is buffered, or what one read_some brings.
+    std::size_t got = std::min(buffer.size(), window.size());
+    if (got > 0) {
+      asio::buffer_copy(asio::buffer(window.data(), got), buffer.data());
+      buffer.consume(got);
+    } else {
+      conn.arm(env.options.request_timeout);
+      auto [ec, n] =
+          co_await conn.socket.async_read_some(asio::buffer(window.data(), window.size()), kAwait);
+      conn.disarm();
+      if (ec) co_return body_failed(conn, ec);
+      got = n;
+    }
+    body.resize(old + got);
+  }
+  co_return std::nullopt;
+}
+
+// Streams a raw value for a tier the CPU cannot address (disk, GPU) through two
+// bounded buffers: one fills from the socket while the io pool writes the other.
+asio::awaitable<std::optional<Outcome>> stream_value(Connection& conn, beast::flat_buffer& buffer,
+                                                     const std::shared_ptr<PendingWrite>& pending,
+                                                     SessionEnv env) {
+  const std::size_t chunk =
+      static_cast<std::size_t>(std::min<std::uint64_t>(kStreamChunk, pending->size()));
+  auto held = BufferCharge::take(env.ctx, 2 * chunk);
+  if (!held) co_return failed(held.error());
+  std::array<std::unique_ptr<std::byte[]>, 2> buffers = {std::make_unique<std::byte[]>(chunk),
+                                                         std::make_unique<std::byte[]>(chunk)};
+  auto executor = co_await asio::this_coro::executor;
+  std::shared_ptr<Background<Result<void>>> writing;
+  std::uint64_t remaining = pending->size();
+  for (int current = 0; remaining > 0; current ^= 1) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, remaining));
+    const std::span<std::byte> piece{buffers[current].get(), n};
+    auto ec = co_await read_into(conn, buffer, piece, env.options.request_timeout);
+    // The previous piece's write must end before its buffer is used or freed.
+    Result<void> written;
+    if (writing) written = co_await finish(writing);
+    if (ec) co_return body_failed(conn, ec);
+    if (!written) co_return failed(written.error());
+    writing = start<Result<void>>(env.ctx.store.io(), executor,
+                                  [pending, piece] { return pending->append(piece); });
+    remaining -= n;
+  }
+  if (writing) {
+    if (auto written = co_await finish(writing); !written) co_return failed(written.error(), true);
+  }
+  co_return std::nullopt;
+}
+
+// RFC 9112: a Transfer-Encoding the server does not implement is a 400; a body
+// read by Content-Length despite it would let the next request hide inside.
+std::optional<Error> check_transfer_encoding(const http::request_parser<http::empty_body>& parser) {
+  const auto& head = parser.get();
+  auto [first, last] = head.equal_range(http::field::transfer_encoding);
+  if (first == last) return std::nullopt;
+  if (std::next(first) == last && beast::iequals(first->value(), "chunked")) {
+    return Error{ErrorCode::kLengthRequired,
+                 "send the body with a Content-Length (chunked bodies are not accepted)"};
+  }
+  return Error{ErrorCode::kBadRequest,
+               fmt::format("Transfer-Encoding '{}' is not supported: send the body as is, with a "
+                           "Content-Length",
+                           std::string(first->value()))};
 }
 
 // Everything between "headers received" and "response ready".
@@ -143,8 +334,9 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   req.content_type = std::string(head[http::field::content_type]);
   req.accept = std::string(head[http::field::accept]);
 
+  if (auto bad = check_transfer_encoding(parser)) co_return failed(*bad);
   const std::uint64_t length = parser.content_length().value_or(0);
-  const bool has_body = parser.chunked() || length > 0;
+  const bool has_body = length > 0;
   Outcome out;
   out.body_consumed = !has_body;
 
@@ -157,68 +349,66 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   req.param = std::move(match.param);
   if (qpos != std::string_view::npos) {
     auto query = parse_query(target.substr(qpos + 1));
-    if (!query) {
-      out.response = error_response(query.error());
-      co_return out;
-    }
+    if (!query) co_return failed(query.error(), out.body_consumed);
     req.query = std::move(*query);
   }
 
   // A raw value (even an empty one) streams into its tier; JSON into a string.
   const bool raw = route.body == BodyKind::kJsonOrValue && is_octet_stream(req.content_type);
+  BufferCharge body_charge;
   if ((route.body != BodyKind::kNone && has_body) || raw) {
-    if (parser.chunked()) {
-      out.response = error_response(ErrorCode::kLengthRequired,
-                                    "send the body with a Content-Length (chunked bodies are not accepted)");
-      co_return out;
+    std::optional<RawTarget> raw_target;
+    std::uint64_t limit = env.ctx.limits.max_request_size;
+    std::string_view limit_name = "--max-request-size";
+    if (route.body == BodyKind::kControl && env.ctx.limits.max_control_size < limit) {
+      limit = env.ctx.limits.max_control_size;
+      limit_name = "the limit for this endpoint";
     }
-    std::span<std::byte> dest;
     if (raw) {
-      if (length > env.ctx.limits.max_value_size) {
-        out.response = error_response(ErrorCode::kTooLarge,
-                                      fmt::format("value of {} bytes is over the limit of {} bytes (--max-value-size)",
-                                                  length, env.ctx.limits.max_value_size));
-        co_return out;
+      auto parsed = parse_raw_target(req, env.ctx);
+      if (!parsed) co_return failed(parsed.error(), out.body_consumed);
+      raw_target = std::move(*parsed);
+      if (!raw_target->json()) {
+        limit = env.ctx.limits.max_value_size;
+        limit_name = "--max-value-size";
       }
-      auto pending = prepare_raw_value(req, length, env.ctx);
-      if (!pending) {
-        out.response = error_response(pending.error());
-        co_return out;
-      }
-      req.value.emplace(std::move(*pending));
-      dest = req.value->buffer();
-    } else {
-      if (length > env.ctx.limits.max_request_size) {
-        out.response = error_response(ErrorCode::kTooLarge,
-                                      fmt::format("request body of {} bytes is over the limit of {} bytes (--max-request-size)",
-                                                  length, env.ctx.limits.max_request_size));
-        co_return out;
-      }
-      // Slack after the body lets the JSON parser read ahead without a copy.
-      req.body.reserve(length + kJsonPadding);
-      req.body.resize(length);
-      dest = {reinterpret_cast<std::byte*>(req.body.data()), req.body.size()};
     }
-    if (!dest.empty() && beast::iequals(head[http::field::expect], "100-continue")) {
+    if (length > limit) {
+      co_return failed(
+          Error{ErrorCode::kTooLarge,
+                fmt::format("{} of {} bytes is over {} ({} bytes)", raw ? "value" : "request body",
+                            length, limit_name, limit)},
+          out.body_consumed);
+    }
+    std::shared_ptr<PendingWrite> pending;
+    if (raw_target && !raw_target->json()) {
+      auto prepared = prepare_raw_value(*raw_target, length, env.ctx);
+      if (!prepared) co_return failed(prepared.error(), out.body_consumed);
+      pending = std::make_shared<PendingWrite>(std::move(*prepared));
+    }
+    if (has_body && beast::iequals(head[http::field::expect], "100-continue")) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      conn.arm(env.options.request_timeout);
-      auto [ec, n] = co_await asio::async_write(conn.socket, asio::buffer(kContinue), kAwait);
-      conn.disarm();
-      if (ec) {
+      if (auto ec = co_await write_all(conn, asio::buffer(kContinue), env.options.request_timeout);
+          ec) {
         out.drop = true;
         co_return out;
       }
     }
-    if (auto ec = co_await read_body(conn, buffer, dest, env.options.request_timeout); ec) {
-      out.drop = true;
-      if (conn.timed_out) {
-        out.response = error_response(ErrorCode::kTimeout, "request body not received in time");
-        out.drop = false;
-        out.body_consumed = false;
+    std::optional<Outcome> problem;
+    if (!pending) {
+      problem = co_await read_json_body(conn, buffer, req.body, length, body_charge, env);
+    } else if (pending->direct()) {
+      if (auto ec =
+              co_await read_into(conn, buffer, pending->buffer(), env.options.request_timeout);
+          ec) {
+        problem = body_failed(conn, ec);
       }
-      co_return out;
+    } else {
+      problem = co_await stream_value(conn, buffer, pending, env);
     }
+    if (problem) co_return std::move(*problem);
     out.body_consumed = true;
+    if (pending) req.value.emplace(std::move(*pending));
   }
 
   Reply reply = [&] {
@@ -226,11 +416,14 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
       return route.handler(req, env.ctx);
     } catch (const std::exception& e) {
       spdlog::error("{} {}: {}", req.method, req.path, e.what());
-      return Reply(error_response(ErrorCode::kInternal, e.what()));
+      return Reply(internal_failure<Response>(e.what()));
     }
   }();
   if (reply.blocking) {
-    out.response = co_await run_blocking(env.ctx.store.mover(), std::move(reply.blocking));
+    TaskPool& pool = reply.lane == Lane::kMove ? env.ctx.store.movers() : env.ctx.store.io();
+    auto executor = co_await asio::this_coro::executor;
+    auto task = start<Response>(pool, executor, std::move(reply.blocking));
+    out.response = co_await finish(task);
   } else {
     out.response = std::move(reply.response);
   }
@@ -241,7 +434,7 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
 
 asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
                             ConnectionSet& connections) {
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer(kReadBuffer);
   while (!env.stopping.load(std::memory_order_relaxed)) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kHeaderLimit);
@@ -254,15 +447,18 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
     if (ec) {
       // Malformed, oversized or half-sent headers get an answer; a peer that
       // closes, or a keep-alive connection that stays silent, does not.
-      const bool malformed = ec.category() == http::make_error_code(http::error::bad_target).category() &&
-                             ec != http::error::end_of_stream && ec != http::error::partial_message;
+      const bool malformed =
+          ec.category() == http::make_error_code(http::error::bad_target).category() &&
+          ec != http::error::end_of_stream && ec != http::error::partial_message;
       const bool stalled = conn->timed_out && buffer.size() > 0;
-      if (malformed || stalled) {
-        Response res = stalled ? error_response(ErrorCode::kTimeout, "request headers not received in time")
-                               : error_response(ec == http::error::header_limit ? ErrorCode::kTooLarge
-                                                                                : ErrorCode::kBadRequest,
-                                                fmt::format("malformed request: {}", ec.message()));
-        co_await write_response(*conn, res, false, false, env.options.request_timeout);
+      const bool too_long = ec == http::error::header_limit || ec == http::error::buffer_overflow;
+      if (malformed || stalled || too_long) {
+        Response res =
+            stalled    ? error_response(ErrorCode::kTimeout, "request headers not received in time")
+            : too_long ? error_response(ErrorCode::kTooLarge, "request headers are too large")
+                       : error_response(ErrorCode::kBadRequest,
+                                        fmt::format("malformed request: {}", ec.message()));
+        co_await write_response(*conn, res, false, false, env);
       }
       break;
     }
@@ -271,14 +467,13 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
     const auto& head = parser.get();
     bool keep_alive = head.keep_alive() && out.body_consumed && !out.response.close &&
                       !env.stopping.load(std::memory_order_relaxed);
-    auto wec = co_await write_response(*conn, out.response, keep_alive, head.version() == 10,
-                                       env.options.request_timeout);
-    if (wec || !keep_alive) break;
+    if (!co_await write_response(*conn, out.response, keep_alive, head.version() == 10, env)) break;
   }
   beast::error_code ignored;
   conn->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   conn->socket.close(ignored);
   connections.erase(conn);
+  if (env.ctx.state != nullptr) env.ctx.state->connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace gswarm::server

@@ -1,14 +1,14 @@
-// One HTTP/1.1 connection: reads requests (a timeout before every read, a limit
-// on every body), routes them, streams value bodies straight into tier memory,
-// runs blocking work on the mover and writes responses, until the peer closes,
-// a timeout fires or the server stops.
+// One HTTP/1.1 connection: reads requests (a deadline before every read, a limit
+// on every body), routes them, streams value bodies into tier memory (or, for
+// disk and GPU values, through two bounded buffers), runs blocking work on the
+// Store's task pools and writes responses, until the peer closes, a deadline
+// passes or the server stops.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <unordered_set>
-
-#include <chrono>
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -20,19 +20,23 @@ namespace gswarm::server {
 // One client connection. Timeouts are deadlines swept by the event loop's timer
 // (server.cpp), which cancels the socket's pending operation when its deadline
 // passes: cheaper than arming a timer per read and write, and the connection
-// stays usable to answer 408. Only touched on its event loop's thread.
+// stays usable to answer 408. A deadline is re-armed after every read or write
+// that made progress, so it measures time without progress, not the length of
+// a transfer. Only touched on its event loop's thread.
 struct Connection {
   using Clock = std::chrono::steady_clock;
   explicit Connection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
 
   void arm(std::chrono::seconds timeout) {
-    deadline = Clock::now() + timeout;
+    deadline = std::min(Clock::now() + timeout, drain_deadline);
     timed_out = false;
   }
-  void disarm() { deadline = Clock::time_point::max(); }
+  void disarm() { deadline = drain_deadline; }
 
   boost::asio::ip::tcp::socket socket;
   Clock::time_point deadline = Clock::time_point::max();
+  // When the server stops: the moment this connection is closed, whatever it does.
+  Clock::time_point drain_deadline = Clock::time_point::max();
   bool timed_out = false;  // the sweeper cancelled the pending operation
   bool idle = true;        // waiting for a request
 };

@@ -71,15 +71,14 @@ DeviceTier::DeviceTier(std::shared_ptr<DeviceBackend> backend, int device, std::
       device_(device),
       counter_(std::make_shared<LimitCounter>("--max-device-memory", limit)) {}
 
-Result<std::unique_ptr<Extent>> DeviceTier::allocate(std::uint64_t size, std::string_view,
-                                                     std::string_view) {
+Result<ExtentRef> DeviceTier::allocate(std::uint64_t size, std::string_view, std::string_view) {
   if (auto ok = counter_->reserve(size, location().name()); !ok) return tl::unexpected(ok.error());
   auto ptr = backend_->allocate(device_, size);
   if (!ptr) {
     counter_->release(size);
     return tl::unexpected(ptr.error());
   }
-  return std::make_unique<DeviceExtent>(backend_, device_, *ptr, size, counter_);
+  return ExtentRef(new DeviceExtent(backend_, device_, *ptr, size, counter_));
 }
 
 std::optional<Result<std::string>> copy_between_devices(const Extent& src, Extent& dst) {

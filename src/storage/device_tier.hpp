@@ -17,8 +17,8 @@ class DeviceTier final : public Tier {
   DeviceTier(std::shared_ptr<DeviceBackend> backend, int device, std::uint64_t limit);
 
   Location location() const override { return Location::device(device_); }
-  Result<std::unique_ptr<Extent>> allocate(std::uint64_t size, std::string_view key,
-                                           std::string_view format) override;
+  Result<ExtentRef> allocate(std::uint64_t size, std::string_view key,
+                             std::string_view format) override;
   const LimitCounter& counter() const override { return *counter_; }
   DeviceMemoryInfo memory_info() const { return backend_->memory_info(device_); }
 

@@ -6,6 +6,8 @@
 
 #include <cstring>
 #include <map>
+#include <mutex>
+#include <regex>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -14,6 +16,7 @@
 #include <xxhash.h>
 
 #include "core/size.hpp"
+#include "core/test_point.hpp"
 
 namespace gswarm {
 namespace fs = std::filesystem;
@@ -24,6 +27,9 @@ constexpr char kMagic[4] = {'G', 'S', 'W', 'V'};
 constexpr std::uint32_t kFormatVersion = 1;
 constexpr std::size_t kFixedHeader = 48;
 constexpr std::size_t kMaxFormatBytes = 256;
+// Written data is handed to the disk every this many bytes, so that the fsync
+// that ends a large write has little left to do.
+constexpr std::uint64_t kWritebackStep = 8 * kMiB;
 
 // Fixed part of the header, little-endian (x86-64 and aarch64 both are).
 struct FixedHeader {
@@ -53,8 +59,11 @@ std::string key_hash_hex(std::string_view key) {
   return fmt::format("{:016x}{:016x}", h.high64, h.low64);
 }
 
-Error io_error(std::string_view what, const fs::path& path, int err = errno) {
-  return Error{ErrorCode::kIo, fmt::format("{} {}: {}", what, path.string(), std::strerror(err))};
+// Logs the failure with its path and returns an error that names neither the
+// path nor anything else about the server's file system.
+Error disk_error(std::string_view what, const fs::path& path, int err = errno) {
+  spdlog::warn("disk: {} {}: {}", what, path.string(), std::strerror(err));
+  return Error{ErrorCode::kIo, fmt::format("disk I/O failed ({}): {}", what, std::strerror(err))};
 }
 
 bool pwrite_all(int fd, const void* data, std::size_t size, std::uint64_t offset) {
@@ -75,6 +84,7 @@ bool pread_all(int fd, void* data, std::size_t size, std::uint64_t offset) {
   while (size > 0) {
     ssize_t n = ::pread(fd, p, size, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
+    if (n == 0) errno = EIO;  // the file is shorter than its header says
     if (n <= 0) return false;
     p += n;
     size -= static_cast<std::size_t>(n);
@@ -84,11 +94,15 @@ bool pread_all(int fd, void* data, std::size_t size, std::uint64_t offset) {
 }
 
 bool fsync_dir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0) return false;
   bool ok = ::fsync(fd) == 0;
   ::close(fd);
   return ok;
+}
+
+int open_read_only(const fs::path& path) {
+  return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 }
 
 }  // namespace
@@ -97,7 +111,8 @@ struct DiskTier::Shared {
   fs::path root;
   fs::path values;
   fs::path tmp;
-  std::shared_ptr<LimitCounter> counter;
+  fs::path quarantine;
+  LimitCounter counter{"--max-disk", 0};
   std::atomic<std::uint64_t> next_sequence{1};
 
   fs::path value_path(const std::string& hash, std::uint64_t seq) const {
@@ -107,11 +122,11 @@ struct DiskTier::Shared {
 
 namespace {
 
-// One value file. Unsealed: an open temporary being filled sequentially. Sealed:
-// a closed file under values/, opened per read.
+// One value file. While being written: an open temporary filled in order. Once
+// published: a read-only file under values/, opened per read.
 class DiskExtent final : public Extent {
  public:
-  // A sealed extent found by recovery.
+  // A published extent found by recovery.
   DiskExtent(std::shared_ptr<DiskTier::Shared> shared, fs::path path, std::uint64_t size,
              std::uint64_t header_size, std::uint64_t payload_hash)
       : shared_(std::move(shared)),
@@ -119,7 +134,7 @@ class DiskExtent final : public Extent {
         size_(size),
         header_size_(header_size),
         payload_hash_(payload_hash),
-        sealed_(true) {}
+        published_(true) {}
 
   // A new extent being written to `temp`.
   DiskExtent(std::shared_ptr<DiskTier::Shared> shared, fs::path temp, fs::path path, int fd,
@@ -138,71 +153,99 @@ class DiskExtent final : public Extent {
 
   ~DiskExtent() override {
     if (fd_ >= 0) ::close(fd_);
-    if (!sealed_) ::unlink(temp_.c_str());
-    shared_->counter->release(header_size_ + size_);
+    if (!published_) ::unlink(temp_.c_str());
+    shared_->counter.release(header_size_ + size_);
   }
 
   Location location() const override { return Location::disk(); }
   std::uint64_t size() const override { return size_; }
 
   Result<void> write(std::uint64_t offset, std::span<const std::byte> in) override {
-    if (sealed_ || offset != written_ || offset + in.size() > size_) {
+    if (published_ || offset != written_ || offset + in.size() > size_) {
       return make_error(ErrorCode::kInternal, "disk extents are written once, in order");
     }
+    if (abandoned_.load(std::memory_order_relaxed)) return replaced();
     if (!pwrite_all(fd_, in.data(), in.size(), header_size_ + offset)) {
-      return tl::unexpected(io_error("cannot write", temp_));
+      return tl::unexpected(disk_error("cannot write a value file", temp_));
     }
     XXH3_64bits_update(&hash_state_, in.data(), in.size());
     written_ += in.size();
+    if (written_ - flushed_ >= kWritebackStep) {
+      // Start writing back what is there without waiting for it.
+      ::sync_file_range(fd_, static_cast<off_t>(header_size_ + flushed_),
+                        static_cast<off_t>(written_ - flushed_), SYNC_FILE_RANGE_WRITE);
+      flushed_ = written_;
+    }
     return {};
   }
 
   Result<void> seal() override {
-    if (sealed_) return {};
+    if (published_) return {};
     if (written_ != size_) return make_error(ErrorCode::kInternal, "sealing a partial disk value");
+    if (abandoned_.load(std::memory_order_relaxed)) return replaced();
     header_.payload_hash = XXH3_64bits_digest(&hash_state_);
     header_.header_hash = header_hash(header_, key_, format_);
     payload_hash_ = header_.payload_hash;
     if (!pwrite_all(fd_, &header_, sizeof header_, 0)) {
-      return tl::unexpected(io_error("cannot write", temp_));
+      return tl::unexpected(disk_error("cannot write a value file", temp_));
     }
-    if (::fsync(fd_) != 0) return tl::unexpected(io_error("cannot fsync", temp_));
+    if (::fsync(fd_) != 0) return tl::unexpected(disk_error("cannot fsync a value file", temp_));
     ::close(fd_);
     fd_ = -1;
-    if (::rename(temp_.c_str(), path_.c_str()) != 0) {
-      return tl::unexpected(io_error("cannot rename into", path_));
+    GSWARM_TEST_POINT("disk.before_publish");
+    {
+      std::lock_guard lock(publish_mutex_);
+      if (discarded_) {
+        ::unlink(temp_.c_str());
+        return replaced();
+      }
+      if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+        return tl::unexpected(disk_error("cannot rename a value file into", path_));
+      }
+      GSWARM_TEST_POINT("disk.after_rename");
+      if (!fsync_dir(path_.parent_path())) {
+        int err = errno;
+        ::unlink(path_.c_str());
+        return tl::unexpected(disk_error("cannot fsync directory", path_.parent_path(), err));
+      }
+      published_ = true;
     }
-    sealed_ = true;
-    if (!fsync_dir(path_.parent_path())) {
-      return tl::unexpected(io_error("cannot fsync directory", path_.parent_path()));
-    }
+    GSWARM_TEST_POINT("disk.published");
     return {};
   }
 
   Result<void> read(std::uint64_t offset, std::span<std::byte> out) const override {
     if (offset + out.size() > size_) return make_error(ErrorCode::kInternal, "read outside value");
-    int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tl::unexpected(io_error("cannot open", path_));
+    int fd = open_read_only(path_);
+    if (fd < 0) return tl::unexpected(disk_error("cannot open a value file", path_));
     bool ok = pread_all(fd, out.data(), out.size(), header_size_ + offset);
     int err = errno;
     ::close(fd);
-    if (!ok) return tl::unexpected(io_error("cannot read", path_, err));
+    if (!ok) return tl::unexpected(disk_error("cannot read a value file", path_, err));
     return {};
   }
 
   Result<void> verify(std::span<const std::byte> copy) const override {
     if (copy.size() != size_ || XXH3_64bits(copy.data(), copy.size()) != payload_hash_) {
+      spdlog::error("disk: checksum mismatch in {}: the file is corrupt", path_.string());
       return make_error(ErrorCode::kIo,
-                        fmt::format("checksum mismatch in {}: the file is corrupt", path_.string()));
+                        "the value's file on disk is corrupt (checksum mismatch); it was kept "
+                        "for inspection and the key still points at it");
     }
     return {};
   }
 
   void discard() override {
-    if (!sealed_ || discarded_) return;
+    std::lock_guard lock(publish_mutex_);
+    if (discarded_) return;
     discarded_ = true;
+    if (!published_) {
+      // Not visible yet: make sure it never becomes visible.
+      abandoned_.store(true, std::memory_order_relaxed);
+      return;
+    }
     if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
-      spdlog::warn("cannot remove {}: {}", path_.string(), std::strerror(errno));
+      spdlog::warn("disk: cannot remove {}: {}", path_.string(), std::strerror(errno));
     }
     fsync_dir(path_.parent_path());
   }
@@ -211,69 +254,159 @@ class DiskExtent final : public Extent {
     return ReadPointer{"file", path_.string(), header_size_, size_};
   }
 
+  Result<ExportedValue> export_read_only() const override {
+    UniqueFd fd(open_read_only(path_));
+    if (!fd) return tl::unexpected(disk_error("cannot open a value file", path_));
+    return ExportedValue{std::move(fd), header_size_, size_};
+  }
+
  private:
+  static tl::unexpected<Error> replaced() {
+    return make_error(ErrorCode::kConflict,
+                      "the key was overwritten or released while this copy was being written");
+  }
+
   std::shared_ptr<DiskTier::Shared> shared_;
   fs::path path_;
   fs::path temp_;
   int fd_ = -1;
-  std::uint64_t size_;
-  std::uint64_t header_size_;
+  const std::uint64_t size_;
+  const std::uint64_t header_size_;
   std::uint64_t payload_hash_ = 0;
-  bool sealed_ = false;
-  bool discarded_ = false;
-  // While filling:
+  std::mutex publish_mutex_;
+  bool published_ = false;              // written under publish_mutex_; read by the filler too
+  bool discarded_ = false;              // guarded by publish_mutex_
+  std::atomic<bool> abandoned_{false};  // discarded before publication: stop writing
+  // While filling (the filler's thread only):
   FixedHeader header_{};
   std::string key_;
   std::string format_;
   XXH3_state_t hash_state_{};
   std::uint64_t written_ = 0;
+  std::uint64_t flushed_ = 0;
 };
+
+// ---- start-up checks -------------------------------------------------------------
+
+tl::unexpected<Error> unsafe(const fs::path& root, const fs::path& path, std::string_view problem,
+                             std::string_view fix) {
+  std::string where = path == root ? std::string("it") : path.lexically_relative(root).string();
+  return make_error(ErrorCode::kIo, fmt::format("refusing to use --disk-path {}: {} {}; {}",
+                                                root.string(), where, problem, fix));
+}
+
+// The root and everything in it must be ours, writable only by us, and real
+// files and directories: a local user who planted the directory (or a symlink
+// in it) could otherwise redirect our writes and deletes, or feed us values.
+Result<void> check_tree(const fs::path& root) {
+  const uid_t me = ::geteuid();
+  auto check = [&](const fs::path& path) -> Result<void> {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) {
+      return unsafe(root, path, fmt::format("cannot be examined ({})", std::strerror(errno)),
+                    "check its permissions");
+    }
+    if (S_ISLNK(st.st_mode)) {
+      return unsafe(root, path, "is a symbolic link",
+                    "remove the link or choose another --disk-path");
+    }
+    if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
+      return unsafe(root, path, "is neither a file nor a directory",
+                    "remove it or choose another --disk-path");
+    }
+    if (st.st_uid != me) {
+      return unsafe(
+          root, path,
+          fmt::format("belongs to uid {}, not to this server's user (uid {})", st.st_uid, me),
+          "remove it, or run gswarm as its owner, or choose another --disk-path");
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+      return unsafe(root, path, "is writable by other users",
+                    fmt::format("run `chmod -R go-w {}`", root.string()));
+    }
+    return {};
+  };
+  if (auto ok = check(root); !ok) return ok;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (auto ok = check(it->path()); !ok) return ok;
+  }
+  if (ec) {
+    return make_error(ErrorCode::kIo,
+                      fmt::format("cannot scan --disk-path {}: {}", root.string(), ec.message()));
+  }
+  return {};
+}
+
+// mkdir with mode 0700; an existing directory is left for check_tree to judge.
+Result<void> make_private_dir(const fs::path& dir) {
+  if (::mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) return {};
+  return make_error(ErrorCode::kIo, fmt::format("cannot create disk directory {}: {}", dir.string(),
+                                                std::strerror(errno)));
+}
+
+// Names gswarm gives its files.
+const std::regex& temp_name() {
+  static const std::regex re("[0-9a-f]{32}-[0-9a-f]{16}\\.tmp");
+  return re;
+}
+const std::regex& value_name() {
+  static const std::regex re("[0-9a-f]{32}-[0-9a-f]{16}\\.gsv");
+  return re;
+}
 
 }  // namespace
 
 Result<std::unique_ptr<DiskTier>> DiskTier::open(fs::path root, std::uint64_t max_disk) {
   auto shared = std::make_shared<Shared>();
   std::error_code ec;
-  shared->root = fs::absolute(root, ec);
+  shared->root = fs::absolute(root, ec).lexically_normal();
+  if (shared->root.has_filename() == false) shared->root = shared->root.parent_path();
   shared->values = shared->root / "values";
   shared->tmp = shared->root / "tmp";
-  shared->counter = std::make_shared<LimitCounter>("--max-disk", max_disk);
-  for (const auto& dir : {shared->values, shared->tmp}) {
-    fs::create_directories(dir, ec);
-    if (ec) {
-      return make_error(ErrorCode::kIo, fmt::format("cannot create disk directory {}: {}",
-                                                    dir.string(), ec.message()));
-    }
+  shared->quarantine = shared->root / "quarantine";
+  shared->counter.set_limit(max_disk);
+  if (shared->root.has_parent_path()) {
+    fs::create_directories(shared->root.parent_path(), ec);  // the parents as the user made them
   }
+  for (const auto& dir : {shared->root, shared->values, shared->tmp, shared->quarantine}) {
+    if (auto ok = make_private_dir(dir); !ok) return tl::unexpected(ok.error());
+  }
+  if (auto ok = check_tree(shared->root); !ok) return tl::unexpected(ok.error());
   if (::access(shared->tmp.c_str(), W_OK) != 0) {
-    return tl::unexpected(io_error("disk path is not writable:", shared->tmp));
+    return make_error(ErrorCode::kIo, fmt::format("--disk-path {} is not writable: {}",
+                                                  shared->root.string(), std::strerror(errno)));
   }
   return std::unique_ptr<DiskTier>(new DiskTier(std::move(shared)));
 }
 
 const fs::path& DiskTier::root() const { return shared_->root; }
 
-const LimitCounter& DiskTier::counter() const { return *shared_->counter; }
+const LimitCounter& DiskTier::counter() const { return shared_->counter; }
 
-Result<std::unique_ptr<Extent>> DiskTier::allocate(std::uint64_t size, std::string_view key,
-                                                   std::string_view format) {
+Result<ExtentRef> DiskTier::allocate(std::uint64_t size, std::string_view key,
+                                     std::string_view format) {
   if (format.size() > kMaxFormatBytes) {
     return make_error(ErrorCode::kBadRequest, "format tag is longer than 256 bytes");
   }
   std::uint64_t header_size = kFixedHeader + key.size() + format.size();
-  if (auto ok = shared_->counter->reserve(header_size + size, "disk"); !ok) {
+  if (auto ok = shared_->counter.reserve(header_size + size, "disk"); !ok) {
     return tl::unexpected(ok.error());
   }
   std::uint64_t seq = shared_->next_sequence.fetch_add(1);
   std::string hash = key_hash_hex(key);
   fs::path final_path = shared_->value_path(hash, seq);
   fs::path temp = shared_->tmp / fmt::format("{}-{:016x}.tmp", hash, seq);
-  std::error_code ec;
-  fs::create_directories(final_path.parent_path(), ec);
-  int fd = ::open(temp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (auto ok = make_private_dir(final_path.parent_path()); !ok) {
+    shared_->counter.release(header_size + size);
+    return tl::unexpected(disk_error("cannot create a directory", final_path.parent_path()));
+  }
+  // Read-only once written: the descriptor opened here is the only writer.
+  int fd = ::open(temp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0400);
   if (fd < 0) {
-    shared_->counter->release(header_size + size);
-    return tl::unexpected(io_error("cannot create", temp));
+    shared_->counter.release(header_size + size);
+    return tl::unexpected(disk_error("cannot create a value file", temp));
   }
   FixedHeader header{};
   std::memcpy(header.magic, kMagic, sizeof kMagic);
@@ -288,19 +421,43 @@ Result<std::unique_ptr<Extent>> DiskTier::allocate(std::uint64_t size, std::stri
     int err = errno;
     ::close(fd);
     ::unlink(temp.c_str());
-    shared_->counter->release(header_size + size);
-    return tl::unexpected(io_error("cannot write", temp, err));
+    shared_->counter.release(header_size + size);
+    return tl::unexpected(disk_error("cannot write a value file", temp, err));
   }
   // The extent's destructor releases the reservation and removes the temporary.
-  return std::make_unique<DiskExtent>(shared_, temp, final_path, fd, size, header,
-                                      std::string(key), std::string(format));
+  return ExtentRef(new DiskExtent(shared_, temp, final_path, fd, size, header, std::string(key),
+                                  std::string(format)));
 }
 
 Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
+  const auto quarantine = [this](const fs::path& path, std::string_view why) {
+    fs::path target = shared_->quarantine / path.filename();
+    std::error_code ec;
+    for (int n = 1; fs::exists(target, ec); ++n) {
+      target = shared_->quarantine / fmt::format("{}.{}", path.filename().string(), n);
+    }
+    if (::rename(path.c_str(), target.c_str()) == 0) {
+      spdlog::warn("disk: moved {} to {}: {}", path.string(), target.string(), why);
+    } else {
+      spdlog::warn("disk: ignoring {} ({}); cannot move it to quarantine: {}", path.string(), why,
+                   std::strerror(errno));
+    }
+  };
+  const auto remove_ours = [](const fs::path& path, std::string_view why) {
+    spdlog::info("disk: removing {}: {}", path.string(), why);
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      spdlog::warn("disk: cannot remove {}: {}", path.string(), std::strerror(errno));
+    }
+  };
+
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(shared_->tmp, ec)) {
-    spdlog::info("removing unfinished write {}", entry.path().string());
-    fs::remove(entry.path(), ec);
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file() && std::regex_match(name, temp_name())) {
+      remove_ours(entry.path(), "an unfinished write");
+    } else {
+      quarantine(entry.path(), "not a file gswarm writes in tmp/");
+    }
   }
 
   struct Candidate {
@@ -312,29 +469,33 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
   };
   std::map<std::string, Candidate> newest;  // by key
   std::uint64_t max_sequence = 0;
-  auto drop = [](const fs::path& path, std::string_view why) {
-    spdlog::warn("removing {}: {}", path.string(), why);
-    std::error_code ignored;
-    fs::remove(path, ignored);
-  };
 
-  for (const auto& entry : fs::recursive_directory_iterator(shared_->values, ec)) {
-    if (!entry.is_regular_file()) continue;
-    const fs::path& path = entry.path();
-    if (path.extension() != ".gsv") {
-      drop(path, "not a value file");
+  std::vector<fs::path> files;
+  for (auto it = fs::recursive_directory_iterator(shared_->values, ec); !ec && it != fs::end(it);
+       it.increment(ec)) {
+    if (it->is_regular_file()) files.push_back(it->path());
+  }
+  if (ec) {
+    return make_error(ErrorCode::kIo,
+                      fmt::format("cannot scan {}: {}", shared_->values.string(), ec.message()));
+  }
+  for (const fs::path& path : files) {
+    if (!std::regex_match(path.filename().string(), value_name())) {
+      quarantine(path, "not a value file");
       continue;
     }
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = open_read_only(path);
     if (fd < 0) {
-      spdlog::warn("cannot open {}: {}", path.string(), std::strerror(errno));
+      quarantine(path, fmt::format("cannot open it: {}", std::strerror(errno)));
       continue;
     }
     FixedHeader h{};
     std::string key;
     std::string format;
     std::string problem;
-    std::uint64_t file_size = entry.file_size(ec);
+    struct stat st {};
+    const std::uint64_t file_size =
+        ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
     if (!pread_all(fd, &h, sizeof h, 0) || std::memcmp(h.magic, kMagic, 4) != 0) {
       problem = "bad header";
     } else if (h.version != kFormatVersion) {
@@ -351,30 +512,30 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
         problem = "header checksum mismatch";
       } else if (file_size != kFixedHeader + key.size() + format.size() + h.payload_size) {
         problem = "file size does not match its header";
-      } else if (!path.filename().string().starts_with(key_hash_hex(key))) {
+      } else if (!path.filename().string().starts_with(key_hash_hex(key)) ||
+                 path.parent_path().filename() != key_hash_hex(key).substr(0, 2)) {
         problem = "file name does not match its key";
+      } else if (path.filename().string() !=
+                 fmt::format("{}-{:016x}.gsv", key_hash_hex(key), h.sequence)) {
+        problem = "file name does not match its sequence number";
       }
     }
     ::close(fd);
     if (!problem.empty()) {
-      drop(path, problem);
+      quarantine(path, problem);
       continue;
     }
     max_sequence = std::max(max_sequence, h.sequence);
     auto it = newest.find(key);
     if (it != newest.end()) {
       if (it->second.sequence > h.sequence) {
-        drop(path, "superseded by a newer write of the same key");
+        remove_ours(path, "superseded by a newer write of the same key");
         continue;
       }
-      drop(it->second.path, "superseded by a newer write of the same key");
+      remove_ours(it->second.path, "superseded by a newer write of the same key");
     }
     Candidate candidate{h.sequence, path, key, std::move(format), h};
     newest.insert_or_assign(std::move(key), std::move(candidate));
-  }
-  if (ec) {
-    return make_error(ErrorCode::kIo, fmt::format("cannot scan {}: {}",
-                                                  shared_->values.string(), ec.message()));
   }
   shared_->next_sequence = max_sequence + 1;
 
@@ -383,11 +544,10 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
   for (auto& [key, c] : newest) {
     std::uint64_t header_size = kFixedHeader + c.key.size() + c.format.size();
     // Recovered files count against --max-disk even when they exceed it.
-    shared_->counter->add(header_size + c.header.payload_size);
-    out.push_back(Recovered{
-        c.key, c.format,
-        std::make_unique<DiskExtent>(shared_, c.path, c.header.payload_size, header_size,
-                                     c.header.payload_hash)});
+    shared_->counter.add(header_size + c.header.payload_size);
+    out.push_back(Recovered{c.key, c.format,
+                            ExtentRef(new DiskExtent(shared_, c.path, c.header.payload_size,
+                                                     header_size, c.header.payload_hash))});
   }
   return out;
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 
@@ -27,16 +28,16 @@ class DiskTierTest : public ::testing::Test {
   static std::span<const std::byte> bytes(std::string_view s) {
     return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
   }
-  std::unique_ptr<Extent> store(DiskTier& tier, std::string_view key, std::string_view value) {
+  ExtentRef store(DiskTier& tier, std::string_view key, std::string_view value) {
     auto e = tier.allocate(value.size(), key, "bytes");
     EXPECT_TRUE(e);
     EXPECT_TRUE((*e)->write(0, bytes(value)));
     EXPECT_TRUE((*e)->seal());
     return std::move(*e);
   }
-  std::vector<fs::path> files() {
+  std::vector<fs::path> files(const fs::path& under = {}) {
     std::vector<fs::path> out;
-    for (auto& f : fs::recursive_directory_iterator(root_)) {
+    for (auto& f : fs::recursive_directory_iterator(under.empty() ? root_ : root_ / under)) {
       if (f.is_regular_file()) out.push_back(f.path());
     }
     return out;
@@ -56,7 +57,7 @@ TEST_F(DiskTierTest, FileNamesComeFromTheKeyHashInsideTheRoot) {
   EXPECT_EQ(e->read_pointer()->path, all[0].string());
 }
 
-TEST_F(DiskTierTest, RecoverDropsTemporariesCorruptAndSupersededFiles) {
+TEST_F(DiskTierTest, RecoverRemovesItsOwnLeftoversAndQuarantinesTheRest) {
   {
     auto tier = open();
     auto a = store(*tier, "a", "first");
@@ -81,7 +82,15 @@ TEST_F(DiskTierTest, RecoverDropsTemporariesCorruptAndSupersededFiles) {
   ASSERT_TRUE((*recovered)[0].extent->read(0, {reinterpret_cast<std::byte*>(out.data()), 6}));
   EXPECT_EQ(out, "second");
   EXPECT_TRUE(fs::is_empty(root_ / "tmp"));
-  EXPECT_EQ(files().size(), 1u);
+  // The superseded file and the unfinished write were gswarm's: removed. The
+  // damaged file and the unknown one are set aside, never deleted.
+  EXPECT_EQ(files("values").size(), 1u);
+  std::vector<std::string> kept;
+  for (const auto& f : files("quarantine")) kept.push_back(f.filename().string());
+  std::sort(kept.begin(), kept.end());
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[1], "stray.tmp");
+  EXPECT_TRUE(kept[0].ends_with(".gsv")) << kept[0];
 }
 
 TEST_F(DiskTierTest, VerifyCatchesPayloadCorruption) {
@@ -112,6 +121,36 @@ TEST_F(DiskTierTest, DiscardRemovesTheFileAndReleasesTheBytes) {
   e.reset();
   EXPECT_EQ(tier->usage().used, 0u);
   EXPECT_TRUE(files().empty());
+}
+
+// A copy discarded while it is still being written (its key was overwritten or
+// released) never appears, even if its writer goes on to seal it.
+TEST_F(DiskTierTest, DiscardBeforeSealKeepsTheFileFromEverAppearing) {
+  auto tier = open();
+  auto e = tier->allocate(5, "k", "bytes");
+  ASSERT_TRUE(e);
+  ASSERT_TRUE((*e)->write(0, bytes("val")));
+  (*e)->discard();
+  auto more = (*e)->write(3, bytes("ue"));
+  ASSERT_FALSE(more);
+  EXPECT_EQ(more.error().code, ErrorCode::kConflict);
+  EXPECT_FALSE((*e)->seal());
+  e->reset();
+  EXPECT_TRUE(files().empty());
+  EXPECT_EQ(tier->usage().used, 0u);
+}
+
+TEST_F(DiskTierTest, ErrorsNameNoServerPath) {
+  auto tier = open();
+  auto e = store(*tier, "k", "payload");
+  fs::remove(e->read_pointer()->path);
+  std::string out(7, '\0');
+  auto r = e->read(0, {reinterpret_cast<std::byte*>(out.data()), out.size()});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kIo);
+  EXPECT_EQ(r.error().message.find(root_.string()), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().message.find(".gsv"), std::string::npos) << r.error().message;
+  EXPECT_EQ(r.error().message.find("values"), std::string::npos) << r.error().message;
 }
 
 }  // namespace

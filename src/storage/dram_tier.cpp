@@ -1,5 +1,8 @@
 #include "storage/dram_tier.hpp"
 
+#include <atomic>
+#include <new>
+
 #include <fmt/format.h>
 
 #include "core/size.hpp"
@@ -8,48 +11,82 @@
 namespace gswarm {
 namespace {
 
-class DramExtent final : public Extent {
+// A small value: this header and the bytes in one heap allocation.
+class SmallDramExtent final : public Extent {
  public:
-  DramExtent(SharedBlock block, std::shared_ptr<LimitCounter> counter)
-      : block_(block), counter_(std::move(counter)) {}
-  ~DramExtent() override {
-    SharedMemory::free(block_);
-    counter_->release(block_.size);
+  static SmallDramExtent* create(DramTier* tier, std::uint32_t size) {
+    void* memory = ::operator new(sizeof(SmallDramExtent) + size, std::nothrow);
+    if (memory == nullptr) return nullptr;
+    return new (memory) SmallDramExtent(tier, size);
+  }
+  // Unsized: the allocation is larger than the class.
+  static void operator delete(void* p) { ::operator delete(p); }
+  ~SmallDramExtent() override { tier_->give_back(size_); }
+
+  Location location() const override { return Location::dram(); }
+  std::uint64_t size() const override { return size_; }
+  std::byte* host_data() override { return reinterpret_cast<std::byte*>(this + 1); }
+  std::optional<ReadPointer> read_pointer() const override { return shm_read_pointer(size_); }
+
+ private:
+  SmallDramExtent(DramTier* tier, std::uint32_t size) : size_(size), tier_(tier) {}
+  std::uint32_t size_;  // first: it fits in the tail padding of Extent
+  DramTier* tier_;
+};
+
+// A large value: a shared segment of its own, handed out without a copy.
+class LargeDramExtent final : public Extent {
+ public:
+  LargeDramExtent(DramTier* tier, SharedBlock block) : tier_(tier), block_(block) {}
+  ~LargeDramExtent() override {
+    SharedMemory::free(block_, exported_.load(std::memory_order_relaxed));
+    tier_->give_back(block_.size);
   }
 
   Location location() const override { return Location::dram(); }
   std::uint64_t size() const override { return block_.size; }
   std::byte* host_data() override { return block_.data; }
-  std::optional<ReadPointer> read_pointer() const override { return shm_read_pointer(block_); }
+  std::optional<ReadPointer> read_pointer() const override { return shm_read_pointer(block_.size); }
+  Result<ExportedValue> export_read_only() const override {
+    exported_.store(true, std::memory_order_relaxed);
+    return SharedMemory::export_read_only(block_, /*may_shrink=*/true);
+  }
 
  private:
+  DramTier* tier_;
   SharedBlock block_;
-  std::shared_ptr<LimitCounter> counter_;
+  mutable std::atomic<bool> exported_{false};  // handed out: never reuse the segment
 };
 
 }  // namespace
 
-std::optional<ReadPointer> shm_read_pointer(const SharedBlock& block) {
-  if (block.fd < 0) return std::nullopt;
+std::uint64_t DramTier::charge(std::uint64_t size) {
+  return size < kSmallValue ? size + sizeof(SmallDramExtent) : size;
+}
+
+ReadPointer shm_read_pointer(std::uint64_t size) {
   ReadPointer rp;
   rp.kind = "shm";
-  rp.path = SharedMemory::segment_path(block.fd);
-  rp.offset = block.offset;
-  rp.size = block.size;
+  rp.size = size;
   return rp;
 }
 
-Result<std::unique_ptr<Extent>> DramTier::allocate(std::uint64_t size, std::string_view,
-                                                   std::string_view) {
-  if (auto ok = counter_->reserve(size, "DRAM"); !ok) return tl::unexpected(ok.error());
-  SharedBlock block = SharedMemory::allocate(size);
-  if (block.data == nullptr) {
-    counter_->release(size);
+Result<ExtentRef> DramTier::allocate(std::uint64_t size, std::string_view, std::string_view) {
+  if (auto ok = counter_.reserve(charge(size), "DRAM"); !ok) return tl::unexpected(ok.error());
+  value_bytes_.fetch_add(size, std::memory_order_relaxed);
+  ExtentRef extent;
+  if (size < kSmallValue) {
+    extent.reset(SmallDramExtent::create(this, static_cast<std::uint32_t>(size)));
+  } else if (SharedBlock block = SharedMemory::allocate(size); block.data != nullptr) {
+    extent.reset(new LargeDramExtent(this, block));
+  }
+  if (!extent) {
+    give_back(size);
     return make_error(ErrorCode::kOverLimit,
                       fmt::format("the system is out of memory allocating {} for a DRAM value",
                                   format_size(size)));
   }
-  return std::make_unique<DramExtent>(block, counter_);
+  return extent;
 }
 
 }  // namespace gswarm

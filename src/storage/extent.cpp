@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 namespace gswarm {
 
 // Default implementations for host-addressable extents.
@@ -22,6 +24,15 @@ Result<void> Extent::write(std::uint64_t offset, std::span<const std::byte> in) 
   }
   std::memcpy(p + offset, in.data(), in.size());
   return {};
+}
+
+Result<ExportedValue> Extent::export_read_only() const {
+  const std::byte* p = host_data();
+  if (p == nullptr) {
+    return make_error(ErrorCode::kNotSupported,
+                      fmt::format("{} values cannot be shared by descriptor", location().name()));
+  }
+  return SharedMemory::sealed_copy({p, size()});
 }
 
 }  // namespace gswarm

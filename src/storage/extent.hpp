@@ -2,25 +2,31 @@
 //
 // A tier's allocate() returns an unsealed extent the caller fills with write()
 // (or directly through host_data() for host-addressable tiers), then seal()s.
-// Once installed in the Store an extent is read-only and shared (shared_ptr):
-// readers and movers may hold it after the key was released or overwritten, and
-// the bytes stay valid until the last holder lets go. discard() ends the extent's
-// persistent life (the disk tier unlinks its file); memory is freed by the
-// destructor.
+// Once installed in the Store an extent is read-only and shared (ExtentRef, an
+// intrusive count: one pointer per reference, no separate control block, which
+// keeps the per-key cost of small values low): readers and movers may hold it
+// after the key was released or overwritten, and the bytes stay valid until the
+// last holder lets go. discard() ends the extent's persistent life (the disk tier
+// unlinks its file, or makes sure an unfinished one never appears); memory is
+// freed when the last reference goes.
 //
 // Thread-safety: read(), host_data() and read_pointer() may run concurrently on a
-// sealed extent. write() and seal() belong to the single thread filling it.
+// sealed extent. write() and seal() belong to the single thread filling it;
+// discard() may run on any thread at any time, also while it is being filled.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include <boost/smart_ptr/intrusive_ptr.hpp>
 #include <gswarm/error.hpp>
 
 #include "core/location.hpp"
+#include "storage/shared_memory.hpp"
 
 namespace gswarm {
 
@@ -28,7 +34,8 @@ namespace gswarm {
 // (doc/read-pointers.md). Only fields meaningful for `kind` are set.
 struct ReadPointer {
   std::string kind;  // "shm" (dram, pinned_dram), "file" (disk), "cuda_ipc" (device:N)
-  std::string path;  // segment or file path, or the encoded CUDA IPC handle
+  std::string path;  // file path, or the encoded CUDA IPC handle; empty for "shm",
+                     // whose descriptor is passed over the server's local socket
   std::uint64_t offset = 0;
   std::uint64_t size = 0;
   int device = -1;   // device:N replicas
@@ -36,6 +43,9 @@ struct ReadPointer {
 
 class Extent {
  public:
+  Extent() = default;
+  Extent(const Extent&) = delete;
+  Extent& operator=(const Extent&) = delete;
   virtual ~Extent() = default;
 
   virtual Location location() const = 0;
@@ -71,6 +81,22 @@ class Extent {
   virtual void discard() {}
 
   virtual std::optional<ReadPointer> read_pointer() const { return std::nullopt; }
+  // A read-only descriptor of exactly this value's bytes, for another local
+  // process. Host-addressable extents give a sealed copy unless they override it.
+  [[nodiscard]] virtual Result<ExportedValue> export_read_only() const;
+
+  friend void intrusive_ptr_add_ref(const Extent* e) {
+    e->references_.fetch_add(1, std::memory_order_relaxed);
+  }
+  friend void intrusive_ptr_release(const Extent* e) {
+    if (e->references_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete e;
+  }
+
+ private:
+  mutable std::atomic<std::uint32_t> references_{0};
 };
+
+using ExtentRef = boost::intrusive_ptr<Extent>;
+using ConstExtentRef = boost::intrusive_ptr<const Extent>;
 
 }  // namespace gswarm

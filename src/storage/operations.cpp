@@ -21,10 +21,11 @@ std::string_view operation_state_name(OperationState state) {
 }
 
 std::uint64_t Operations::add(std::string kind, std::string key, Location destination,
-                              std::uint64_t bytes_total) {
+                              std::uint64_t bytes_total, const std::atomic<bool>* stopping) {
   std::lock_guard lock(mutex_);
   std::uint64_t id = next_id_++;
   Record& r = records_[id];
+  r.progress->stopping = stopping;
   r.info.id = id;
   r.info.kind = std::move(kind);
   r.info.key = std::move(key);
@@ -62,7 +63,8 @@ void Operations::finish(std::uint64_t id, std::optional<Error> error, double sec
 
 OperationInfo Operations::snapshot(const Record& r) const {
   OperationInfo info = r.info;
-  info.bytes_done = info.state == OperationState::kDone ? info.bytes_total : r.progress->load();
+  info.bytes_done =
+      info.state == OperationState::kDone ? info.bytes_total : r.progress->bytes.load();
   return info;
 }
 

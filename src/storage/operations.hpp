@@ -21,6 +21,25 @@
 
 namespace gswarm {
 
+// Progress of one copy, shared by the copier and whoever watches or cancels it.
+struct CopyProgress {
+  std::atomic<std::uint64_t> bytes{0};
+  std::atomic<bool> cancelled{false};   // this copy is no longer wanted
+  const std::atomic<bool>* stopping = nullptr;  // the server is shutting down
+
+  // An error when the copy should stop now.
+  [[nodiscard]] Result<void> stopped() const {
+    if (stopping != nullptr && stopping->load(std::memory_order_relaxed)) {
+      return make_error(ErrorCode::kUnavailable, "the server is shutting down");
+    }
+    if (cancelled.load(std::memory_order_relaxed)) {
+      return make_error(ErrorCode::kConflict,
+                        "the copy was cancelled: its key was overwritten or released");
+    }
+    return {};
+  }
+};
+
 enum class OperationState : std::uint8_t { kQueued, kRunning, kDone, kFailed };
 std::string_view operation_state_name(OperationState state);
 
@@ -41,10 +60,11 @@ struct OperationInfo {
 class Operations {
  public:
   // Progress counter a running operation adds its bytes to.
-  using Progress = std::shared_ptr<std::atomic<std::uint64_t>>;
+  using Progress = std::shared_ptr<CopyProgress>;
 
+  // A new queued operation whose progress stops when `stopping` is set.
   std::uint64_t add(std::string kind, std::string key, Location destination,
-                    std::uint64_t bytes_total);
+                    std::uint64_t bytes_total, const std::atomic<bool>* stopping = nullptr);
   Progress progress(std::uint64_t id);
   void start(std::uint64_t id, Location source);
   void finish(std::uint64_t id, std::optional<Error> error, double seconds);
@@ -56,7 +76,7 @@ class Operations {
  private:
   struct Record {
     OperationInfo info;
-    Progress progress = std::make_shared<std::atomic<std::uint64_t>>(0);
+    Progress progress = std::make_shared<CopyProgress>();
   };
   static constexpr std::size_t kKeepFinished = 1000;
   OperationInfo snapshot(const Record& r) const;

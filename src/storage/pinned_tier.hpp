@@ -1,8 +1,12 @@
 // PinnedTier: page-locked host memory (pinned_dram), the staging tier for GPU
-// copies. Each value is a shared-memory segment of its own (so it has a read
-// pointer), registered with the GPU driver (cudaHostRegister) when there is one
-// and mlock'ed otherwise; the bytes count against --max-pinned. Not readable
-// through `read` (spec), movable anywhere.
+// copies. Pages are registered with the GPU driver (cudaHostRegister) when there
+// is one and mlock'ed otherwise; the bytes count against --max-pinned. Not
+// readable through `read` (spec), movable anywhere.
+//
+// Small values (under kSmallValue) are packed into pinned slabs, as small DRAM
+// values are packed on the heap: many tiny pinned values cost no descriptor and
+// no pinning call each. Larger values get a shared segment of their own, which
+// another local process can be handed without a copy.
 #pragma once
 
 #include <memory>
@@ -14,20 +18,21 @@ namespace gswarm {
 
 class PinnedTier final : public Tier {
  public:
+  static constexpr std::uint64_t kSmallValue = std::uint64_t{64} << 10;
+
   PinnedTier(std::uint64_t max_pinned, std::shared_ptr<DeviceBackend> backend);
   ~PinnedTier() override;
 
   Location location() const override { return Location::pinned_dram(); }
-  Result<std::unique_ptr<Extent>> allocate(std::uint64_t size, std::string_view key,
-                                           std::string_view format) override;
+  Result<ExtentRef> allocate(std::uint64_t size, std::string_view key,
+                             std::string_view format) override;
   const LimitCounter& counter() const override { return *counter_; }
 
-  struct Cache;  // freed segments kept pinned for reuse (pinned_tier.cpp)
+  struct Pool;  // pinned slabs and freed segments kept pinned for reuse (pinned_tier.cpp)
 
  private:
   std::shared_ptr<LimitCounter> counter_;
-  std::shared_ptr<DeviceBackend> backend_;
-  std::shared_ptr<Cache> cache_;  // extents return their segments here
+  std::shared_ptr<Pool> pool_;  // extents return their memory here
 };
 
 }  // namespace gswarm

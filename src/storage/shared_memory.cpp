@@ -1,13 +1,16 @@
 #include "storage/shared_memory.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
-#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
-#include <vector>
+#include <new>
 
 #include <fmt/format.h>
 
@@ -15,24 +18,45 @@ namespace gswarm {
 namespace {
 
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
-constexpr std::size_t kSegment = std::size_t{64} << 20;  // slab segments
-constexpr std::size_t kRun = std::size_t{1} << 20;       // a class takes a segment 1 MiB at a time
+constexpr std::size_t kPage = 4096;
+constexpr unsigned kExportSeals = F_SEAL_FUTURE_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+std::atomic<std::uint64_t> g_fd_budget{std::numeric_limits<std::uint64_t>::max()};
+std::atomic<std::uint64_t> g_fds_in_use{0};
+
+// Takes one descriptor from the budget, or says there is none left.
+bool take_fd() {
+  std::uint64_t used = g_fds_in_use.load(std::memory_order_relaxed);
+  do {
+    if (used >= g_fd_budget.load(std::memory_order_relaxed)) return false;
+  } while (!g_fds_in_use.compare_exchange_weak(used, used + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void give_fd(int fd) {
+  if (fd < 0) return;
+  ::close(fd);
+  g_fds_in_use.fetch_sub(1, std::memory_order_relaxed);
+}
 
 // A memfd of `length` bytes mapped shared and pre-faulted; nullptr on failure
 // (fd then -1).
 std::byte* map_segment(std::size_t length, int& fd) {
-  fd = ::memfd_create("gswarm-dram", MFD_CLOEXEC);
-  if (fd < 0) return nullptr;
-  if (::ftruncate(fd, static_cast<off_t>(length)) != 0) {
-    ::close(fd);
-    fd = -1;
+  fd = -1;
+  if (!take_fd()) return nullptr;
+  fd = ::memfd_create("gswarm-value", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0) {
+    g_fds_in_use.fetch_sub(1, std::memory_order_relaxed);
     return nullptr;
   }
-  void* p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* p = MAP_FAILED;
+  if (::ftruncate(fd, static_cast<off_t>(length)) == 0) {
+    p = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  }
   if (p == MAP_FAILED) {
-    ::close(fd);
+    give_fd(fd);
     fd = -1;
     return nullptr;
   }
@@ -42,7 +66,7 @@ std::byte* map_segment(std::size_t length, int& fd) {
 #endif
   {
     auto* bytes = static_cast<volatile std::byte*>(p);
-    for (std::size_t off = 0; off < length; off += 4096) bytes[off] = std::byte{0};
+    for (std::size_t off = 0; off < length; off += kPage) bytes[off] = std::byte{0};
   }
   return static_cast<std::byte*>(p);
 }
@@ -53,36 +77,47 @@ std::byte* map_private(std::size_t length) {
   return p == MAP_FAILED ? nullptr : static_cast<std::byte*>(p);
 }
 
-// ---- large blocks --------------------------------------------------------------
+void unmap(std::byte* data, std::size_t capacity, int fd) {
+  ::munmap(data, capacity);
+  give_fd(fd);
+}
 
 struct CachedBlock {
   std::byte* data;
   int fd;
 };
 
-struct LargeCache {
+struct SegmentCache {
   std::mutex mutex;
   std::multimap<std::size_t, CachedBlock> blocks;  // by capacity; guarded by mutex
-  std::uint64_t bytes = 0;                          // guarded by mutex
-  std::uint64_t limit = std::uint64_t{1} << 30;     // guarded by mutex
+  std::uint64_t bytes = 0;                         // guarded by mutex
+  std::uint64_t limit = std::uint64_t{1} << 30;    // guarded by mutex
 };
 
-LargeCache& large_cache() {
-  static LargeCache cache;
-  return cache;
+SegmentCache& cache() {
+  static SegmentCache instance;
+  return instance;
 }
 
-void unmap(std::byte* data, std::size_t capacity, int fd) {
-  ::munmap(data, capacity);
-  if (fd >= 0) ::close(fd);
+// Opens `fd`'s file again, read-only: a new open file description, so the
+// receiver cannot reach the write access of ours.
+Result<UniqueFd> reopen_read_only(int fd) {
+  UniqueFd out(::open(fmt::format("/proc/self/fd/{}", fd).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!out) {
+    return make_error(ErrorCode::kIo,
+                      fmt::format("cannot open a read-only descriptor: {}", std::strerror(errno)));
+  }
+  return out;
 }
 
-SharedBlock allocate_large(std::size_t size) {
+}  // namespace
+
+SharedBlock SharedMemory::allocate(std::size_t size) {
   SharedBlock block;
   block.size = size;
-  std::size_t capacity = round_up(size, kHugePage);
+  const std::size_t capacity = round_up(std::max<std::size_t>(size, 1), kHugePage);
   {
-    auto& c = large_cache();
+    auto& c = cache();
     std::lock_guard lock(c.mutex);
     auto it = c.blocks.lower_bound(capacity);
     if (it != c.blocks.end() && it->first <= capacity + capacity / 4) {
@@ -100,9 +135,10 @@ SharedBlock allocate_large(std::size_t size) {
   return block;
 }
 
-void free_large(const SharedBlock& block) {
-  auto& c = large_cache();
-  {
+void SharedMemory::free(const SharedBlock& block, bool exported) {
+  if (block.data == nullptr) return;
+  if (!exported && block.fd >= 0) {
+    auto& c = cache();
     std::lock_guard lock(c.mutex);
     if (c.bytes + block.capacity <= c.limit) {
       c.blocks.emplace(block.capacity, CachedBlock{block.data, block.fd});
@@ -113,114 +149,10 @@ void free_large(const SharedBlock& block) {
   unmap(block.data, block.capacity, block.fd);
 }
 
-// ---- small blocks: size-class slabs ---------------------------------------------
-
-// Classes: multiples of 64 B up to 1 KiB, then four steps per power of two up to
-// 1 MiB (at most 25% slack).
-std::vector<std::size_t> make_classes() {
-  std::vector<std::size_t> classes;
-  for (std::size_t s = 64; s <= 1024; s += 64) classes.push_back(s);
-  for (std::size_t base = 1024; base < SharedMemory::kLargeBlock; base *= 2) {
-    for (std::size_t step = 1; step <= 4; ++step) classes.push_back(base + base / 4 * step);
-  }
-  return classes;
-}
-
-struct Segment {
-  std::byte* data;
-  int fd;
-};
-
-struct SizeClass {
-  std::size_t slot = 0;
-  std::mutex mutex;
-  std::vector<SharedBlock> free;  // guarded by mutex
-};
-
-struct Slabs {
-  Slabs() : sizes(make_classes()), classes(sizes.size()) {
-    for (std::size_t i = 0; i < sizes.size(); ++i) classes[i].slot = sizes[i];
-  }
-  std::vector<std::size_t> sizes;
-  std::vector<SizeClass> classes;
-  std::mutex segments_mutex;
-  std::vector<Segment> segments;  // guarded by segments_mutex
-  std::size_t used_in_last = kSegment;  // guarded by segments_mutex
-
-  // A fresh 1 MiB run from the current segment (a new one when it is full).
-  bool take_run(Segment& segment, std::uint64_t& offset) {
-    std::lock_guard lock(segments_mutex);
-    if (used_in_last + kRun > kSegment) {
-      Segment s;
-      s.data = map_segment(kSegment, s.fd);
-      if (s.data == nullptr) return false;
-      segments.push_back(s);
-      used_in_last = 0;
-    }
-    segment = segments.back();
-    offset = used_in_last;
-    used_in_last += kRun;
-    return true;
-  }
-};
-
-Slabs& slabs() {
-  static Slabs instance;
-  return instance;
-}
-
-SharedBlock allocate_small(std::size_t size) {
-  Slabs& s = slabs();
-  auto it = std::lower_bound(s.sizes.begin(), s.sizes.end(), std::max<std::size_t>(size, 1));
-  SizeClass& cls = s.classes[static_cast<std::size_t>(it - s.sizes.begin())];
-  std::lock_guard lock(cls.mutex);
-  if (cls.free.empty()) {
-    Segment segment;
-    std::uint64_t run = 0;
-    if (!s.take_run(segment, run)) return {};
-    for (std::uint64_t off = run; off + cls.slot <= run + kRun; off += cls.slot) {
-      cls.free.push_back(SharedBlock{segment.data + off, 0, cls.slot, segment.fd, off, true});
-    }
-  }
-  SharedBlock block = cls.free.back();
-  cls.free.pop_back();
-  block.size = size;
-  return block;
-}
-
-void free_small(const SharedBlock& block) {
-  Slabs& s = slabs();
-  auto it = std::lower_bound(s.sizes.begin(), s.sizes.end(), block.capacity);
-  SizeClass& cls = s.classes[static_cast<std::size_t>(it - s.sizes.begin())];
-  std::lock_guard lock(cls.mutex);
-  cls.free.push_back(block);
-}
-
-}  // namespace
-
-SharedBlock SharedMemory::allocate(std::size_t size) {
-  if (size < kLargeBlock) {
-    SharedBlock block = allocate_small(size);
-    if (block.data != nullptr) return block;
-    // No segment could be mapped: private heap memory, without a read pointer.
-    block.data = static_cast<std::byte*>(::operator new(std::max<std::size_t>(size, 1), std::nothrow));
-    block.size = block.capacity = size;
-    return block;
-  }
-  return allocate_large(size);
-}
-
-void SharedMemory::free(const SharedBlock& block) {
-  if (block.data == nullptr) return;
-  if (block.slab) return free_small(block);
-  if (block.capacity < kLargeBlock) return ::operator delete(block.data);
-  free_large(block);
-}
-
 SharedBlock SharedMemory::allocate_segment(std::size_t size) {
   SharedBlock block;
   block.size = size;
-  block.capacity = std::max<std::size_t>(round_up(size, 4096), 4096);
+  block.capacity = round_up(std::max<std::size_t>(size, 1), kPage);
   block.data = map_segment(block.capacity, block.fd);
   if (block.data == nullptr) block.data = map_private(block.capacity);
   return block;
@@ -230,18 +162,57 @@ void SharedMemory::free_segment(const SharedBlock& block) {
   if (block.data != nullptr) unmap(block.data, block.capacity, block.fd);
 }
 
-std::string SharedMemory::segment_path(int fd) {
-  return fmt::format("/proc/{}/fd/{}", ::getpid(), fd);
+Result<ExportedValue> SharedMemory::export_read_only(const SharedBlock& block, bool may_shrink) {
+  const std::size_t end = round_up(block.size, kPage);
+  if (block.fd < 0 || (end < block.capacity && !may_shrink)) {
+    return sealed_copy({block.data, block.size});
+  }
+  // Idempotent, so a second export of the same value does no harm.
+  std::memset(block.data + block.size, 0, end - block.size);
+  if (end < block.capacity &&
+      ::ftruncate(block.fd, static_cast<off_t>(std::max(end, kPage))) != 0) {
+    return make_error(ErrorCode::kIo,
+                      fmt::format("cannot trim a shared segment: {}", std::strerror(errno)));
+  }
+  if (::fcntl(block.fd, F_ADD_SEALS, kExportSeals) != 0) {
+    return make_error(ErrorCode::kIo,
+                      fmt::format("cannot seal a shared segment: {}", std::strerror(errno)));
+  }
+  auto fd = reopen_read_only(block.fd);
+  if (!fd) return tl::unexpected(fd.error());
+  return ExportedValue{std::move(*fd), 0, block.size};
+}
+
+Result<ExportedValue> SharedMemory::sealed_copy(std::span<const std::byte> bytes) {
+  UniqueFd fd(::memfd_create("gswarm-value", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  auto fail = [](std::string_view what) {
+    return make_error(ErrorCode::kIo, fmt::format("cannot {} a shared copy of the value: {}", what,
+                                                  std::strerror(errno)));
+  };
+  if (!fd) return fail("create");
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes.size())) != 0) return fail("size");
+  for (std::size_t off = 0; off < bytes.size();) {
+    ssize_t n = ::pwrite(fd.get(), bytes.data() + off, bytes.size() - off, static_cast<off_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return fail("fill");
+    off += static_cast<std::size_t>(n);
+  }
+  if (::fcntl(fd.get(), F_ADD_SEALS, kExportSeals | F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
+    return fail("seal");
+  }
+  auto read_only = reopen_read_only(fd.get());
+  if (!read_only) return tl::unexpected(read_only.error());
+  return ExportedValue{std::move(*read_only), 0, bytes.size()};
 }
 
 std::uint64_t SharedMemory::cached_bytes() {
-  auto& c = large_cache();
+  auto& c = cache();
   std::lock_guard lock(c.mutex);
   return c.bytes;
 }
 
 void SharedMemory::set_cache_limit(std::uint64_t bytes) {
-  auto& c = large_cache();
+  auto& c = cache();
   std::lock_guard lock(c.mutex);
   c.limit = bytes;
   while (c.bytes > c.limit && !c.blocks.empty()) {
@@ -252,12 +223,28 @@ void SharedMemory::set_cache_limit(std::uint64_t bytes) {
   }
 }
 
-void SharedMemory::raise_fd_limit() {
+std::uint64_t SharedMemory::raise_fd_limit() {
   rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &limit);
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
   }
+  return limit.rlim_cur == RLIM_INFINITY ? std::numeric_limits<std::uint64_t>::max()
+                                         : static_cast<std::uint64_t>(limit.rlim_cur);
+}
+
+void SharedMemory::set_fd_budget(std::uint64_t descriptors) {
+  g_fd_budget.store(descriptors, std::memory_order_relaxed);
+}
+
+std::uint64_t SharedMemory::fds_in_use() { return g_fds_in_use.load(std::memory_order_relaxed); }
+
+std::unique_ptr<HostBuffer> HostBuffer::allocate(std::size_t size) {
+  std::unique_ptr<std::byte[]> data(new (std::nothrow) std::byte[std::max<std::size_t>(size, 1)]);
+  if (!data) return nullptr;
+  return std::unique_ptr<HostBuffer>(new HostBuffer(std::move(data), size));
 }
 
 }  // namespace gswarm

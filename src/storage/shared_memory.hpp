@@ -1,79 +1,121 @@
-// Shared host memory: the bytes of DRAM and pinned values live in memfd segments
-// so that another process on this machine can map a value read-only, without a
-// copy, from its read pointer ({"kind": "shm", "path": "/proc/<pid>/fd/<n>",
-// "offset", "size"}; doc/read-pointers.md).
+// Shared host memory: large DRAM and pinned values live in memfd segments of
+// their own, so that another process on this machine can be handed a value
+// read-only and without a copy (doc/read-pointers.md).
 //
-// - Large blocks (>= kLargeBlock) get a segment each, 2 MiB aligned and
-//   pre-faulted; freed ones are cached (bounded) and reused for similar sizes,
-//   so steady streams of large writes fault no pages.
-// - Small blocks come from size-class slabs carved out of 64 MiB segments. Freed
-//   slots are reused by the same class; slab memory is not returned to the system.
-//
-// When the process runs out of file descriptors, blocks fall back to private
-// memory and have no read pointer: values are never refused for that.
+// - A segment holds exactly one value. Segments are 2 MiB aligned and
+//   pre-faulted; freed ones are cached (bounded) and reused for similar sizes, so
+//   steady streams of large writes fault no pages. A segment that was handed to
+//   another process (export_read_only) is sealed against writes by anyone but
+//   this process's existing mapping and is never reused for another value.
+// - Each segment costs a file descriptor. Segments draw on an fd budget (set from
+//   the process's limit at start-up, leaving room for connections); beyond it,
+//   values get private memory and are exported by copy instead. Values are never
+//   refused for lack of descriptors.
+// - Small values do not come from here: they live on the heap (dram_tier.cpp) or
+//   in pinned slabs (pinned_tier.cpp), and are exported as a sealed copy.
 //
 // Thread-safe.
 #pragma once
+
+#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
+
+#include <gswarm/error.hpp>
 
 namespace gswarm {
 
+// An owned file descriptor.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(std::exchange(other.fd_, -1));
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  explicit operator bool() const { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
 struct SharedBlock {
   std::byte* data = nullptr;
-  std::size_t size = 0;       // bytes asked for
-  std::size_t capacity = 0;   // bytes reserved
-  int fd = -1;                // segment's memfd; -1: private memory, no read pointer
-  std::uint64_t offset = 0;   // of data within the segment
-  bool slab = false;
+  std::size_t size = 0;      // bytes asked for
+  std::size_t capacity = 0;  // bytes mapped
+  int fd = -1;               // the segment's memfd; -1: private memory
+};
+
+// A read-only descriptor of one value's bytes, for another local process.
+struct ExportedValue {
+  UniqueFd fd;               // opened read-only; the bytes cannot be written through it
+  std::uint64_t offset = 0;  // of the value in the file
+  std::uint64_t size = 0;
 };
 
 class SharedMemory {
  public:
-  static constexpr std::size_t kLargeBlock = std::size_t{1} << 20;
-
-  // A block of `size` bytes, or a block with data == nullptr when out of memory.
+  // A segment of `size` bytes (2 MiB aligned, pre-faulted, possibly reused), or
+  // a block with data == nullptr when out of memory.
   static SharedBlock allocate(std::size_t size);
-  static void free(const SharedBlock& block);
-  // A segment of its own (page-rounded, not cached), for memory that will be
-  // page-locked: locking part of a shared slab would lock its neighbours too.
+  // Returns a block from allocate(). `exported`: it was handed out, so it is
+  // unmapped instead of cached.
+  static void free(const SharedBlock& block, bool exported = false);
+  // A segment of its own (page-rounded, never cached), for memory that will be
+  // page-locked.
   static SharedBlock allocate_segment(std::size_t size);
   static void free_segment(const SharedBlock& block);
 
-  // "/proc/<pid>/fd/<fd>": the path another local process opens to map a segment.
-  static std::string segment_path(int fd);
+  // Seals the block's segment against writes through any new mapping or
+  // descriptor (F_SEAL_FUTURE_WRITE) and opens it read-only for another process.
+  // The segment is first cut to the value (zeroing the rest of its last page), so
+  // that it shows nothing a previous user of the segment left; `may_shrink`
+  // false (pages pinned by a driver) exports a sealed copy when that would take
+  // shrinking. A block without a segment is exported as a sealed copy too.
+  [[nodiscard]] static Result<ExportedValue> export_read_only(const SharedBlock& block,
+                                                              bool may_shrink);
+  // A new sealed segment holding a copy of `bytes`, opened read-only.
+  [[nodiscard]] static Result<ExportedValue> sealed_copy(std::span<const std::byte> bytes);
 
-  // Freed large blocks kept for reuse (for /stats), and their bound.
+  // Freed segments kept for reuse (for /stats), and their bound.
   static std::uint64_t cached_bytes();
   static void set_cache_limit(std::uint64_t bytes);
-  // Raises the open-file limit to its hard maximum (each large block is a file).
-  static void raise_fd_limit();
+  // Raises the open-file limit to its hard maximum and returns the new limit.
+  static std::uint64_t raise_fd_limit();
+  // How many descriptors segments may hold at once (default: unlimited).
+  static void set_fd_budget(std::uint64_t descriptors);
+  static std::uint64_t fds_in_use();
 };
 
-// Owns one SharedMemory block (staging buffers, values being received).
-class SharedBuffer {
+// A heap buffer of fixed size (staging for copies between tiers that the CPU
+// cannot address).
+class HostBuffer {
  public:
   // nullptr when out of memory.
-  static std::unique_ptr<SharedBuffer> allocate(std::size_t size) {
-    SharedBlock block = SharedMemory::allocate(size);
-    if (block.data == nullptr) return nullptr;
-    return std::unique_ptr<SharedBuffer>(new SharedBuffer(block));
-  }
-  ~SharedBuffer() { SharedMemory::free(block_); }
-  SharedBuffer(const SharedBuffer&) = delete;
-  SharedBuffer& operator=(const SharedBuffer&) = delete;
-
-  std::byte* data() { return block_.data; }
-  std::size_t size() const { return block_.size; }
-  std::span<std::byte> span() { return {block_.data, block_.size}; }
+  static std::unique_ptr<HostBuffer> allocate(std::size_t size);
+  std::byte* data() { return data_.get(); }
+  std::size_t size() const { return size_; }
+  std::span<std::byte> span() { return {data_.get(), size_}; }
 
  private:
-  explicit SharedBuffer(SharedBlock block) : block_(block) {}
-  SharedBlock block_;
+  HostBuffer(std::unique_ptr<std::byte[]> data, std::size_t size)
+      : data_(std::move(data)), size_(size) {}
+  std::unique_ptr<std::byte[]> data_;
+  std::size_t size_;
 };
 
 }  // namespace gswarm

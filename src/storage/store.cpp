@@ -2,25 +2,27 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
+#include <ctime>
 #include <functional>
+#include <new>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "core/key.hpp"
+#include "core/test_point.hpp"
+#include "storage/copy.hpp"
 #include "storage/device_tier.hpp"
 #include "storage/disk_tier.hpp"
 #include "storage/dram_tier.hpp"
+#include "storage/format_table.hpp"
 #include "storage/pinned_tier.hpp"
-#include "storage/shared_memory.hpp"
 
 namespace gswarm {
 namespace {
 
-double unix_now() {
-  using namespace std::chrono;
-  return duration<double>(system_clock::now().time_since_epoch()).count();
-}
+std::uint32_t unix_seconds() { return static_cast<std::uint32_t>(std::time(nullptr)); }
 
 tl::unexpected<Error> key_not_found(std::string_view key) {
   return make_error(ErrorCode::kNotFound, fmt::format("key '{}' not found", key));
@@ -29,6 +31,37 @@ tl::unexpected<Error> key_not_found(std::string_view key) {
 tl::unexpected<Error> changed_during_move(std::string_view key) {
   return make_error(ErrorCode::kConflict,
                     fmt::format("key '{}' was overwritten or released during the move", key));
+}
+
+tl::unexpected<Error> shutting_down() {
+  return make_error(ErrorCode::kUnavailable, "the server is shutting down");
+}
+
+// Cursors of GET /locations: the shard (2 hex digits), then the last key in hex.
+std::string make_cursor(std::size_t shard, std::string_view key) {
+  std::string out = fmt::format("{:02x}", shard);
+  for (unsigned char c : key) fmt::format_to(std::back_inserter(out), "{:02x}", c);
+  return out;
+}
+
+std::optional<std::pair<std::size_t, std::string>> parse_cursor(std::string_view cursor,
+                                                                std::size_t shards) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  if (cursor.size() < 2 || cursor.size() % 2 != 0) return std::nullopt;
+  std::string bytes;
+  for (std::size_t i = 0; i < cursor.size(); i += 2) {
+    int hi = nibble(cursor[i]);
+    int lo = nibble(cursor[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    bytes.push_back(static_cast<char>(hi * 16 + lo));
+  }
+  auto shard = static_cast<unsigned char>(bytes[0]);
+  if (shard >= shards) return std::nullopt;
+  return std::make_pair(std::size_t{shard}, bytes.substr(1));
 }
 
 }  // namespace
@@ -59,16 +92,53 @@ Result<void> validate_format(std::string_view format) {
   return {};
 }
 
-std::span<std::byte> PendingWrite::buffer() {
-  if (staging_) return staging_->span();
-  return {extent_->host_data(), extent_->size()};
+// ---- PendingWrite -----------------------------------------------------------------
+
+Result<void> PendingWrite::append(std::span<const std::byte> bytes) {
+  if (bytes.size() > size() - received_) {
+    return make_error(ErrorCode::kInternal, "more bytes than the value's size");
+  }
+  if (direct()) {
+    if (!bytes.empty()) std::memcpy(extent_->host_data() + received_, bytes.data(), bytes.size());
+  } else if (auto ok = extent_->write(received_, bytes); !ok) {
+    return ok;
+  }
+  received_ += bytes.size();
+  return {};
 }
+
+// ---- nodes ------------------------------------------------------------------------
+
+Store::Node* Store::Node::create(std::string_view key) {
+  void* memory = ::operator new(sizeof(Node) + key.size());
+  Node* node = new (memory) Node();
+  node->entry.key_size = static_cast<std::uint16_t>(key.size());
+  std::memcpy(node + 1, key.data(), key.size());
+  return node;
+}
+
+void Store::Node::destroy(Node* node) {
+  node->~Node();
+  ::operator delete(node);
+}
+
+std::size_t Store::NodeHash::operator()(std::string_view key) const {
+  return std::hash<std::string_view>{}(key);
+}
+
+std::size_t Store::shard_index(std::string_view key) const {
+  // The high bits: the index's own table uses the low ones.
+  return (NodeHash{}(key) >> 48) % kShards;
+}
+
+// ---- construction -----------------------------------------------------------------
 
 Store::Store(const StoreOptions& options)
     : options_(options),
       dram_(std::make_unique<DramTier>(options.max_memory)),
       backend_(options.devices ? options.devices : default_device_backend()),
-      mover_(std::make_unique<Mover>(options.move_threads)) {
+      io_(std::make_unique<TaskPool>("gswarm-io", options.io_threads)),
+      movers_(std::make_unique<TaskPool>("gswarm-mover", options.move_threads)) {
   pinned_ = std::make_unique<PinnedTier>(options.max_pinned, backend_);
   const int count = std::min(backend_->device_count(), kMaxDevices);
   for (int d = 0; d < count; ++d) {
@@ -79,28 +149,41 @@ Store::Store(const StoreOptions& options)
   }
 }
 
-Store::~Store() = default;
+Store::~Store() {
+  begin_shutdown();
+  // Stop the threads while the index and tiers they use still exist.
+  movers_.reset();
+  io_.reset();
+  for (auto& shard : shards_) {
+    for (Node* node : shard.nodes) Node::destroy(node);
+    shard.nodes.clear();
+  }
+}
 
 Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
-  SharedMemory::raise_fd_limit();  // large DRAM values are one memfd each
   std::unique_ptr<Store> store(new Store(options));
   auto disk = DiskTier::open(options.disk_path, options.max_disk);
   if (!disk) return tl::unexpected(disk.error());
   store->disk_ = std::move(*disk);
   auto recovered = store->disk_->recover();
   if (!recovered) return tl::unexpected(recovered.error());
+  std::size_t installed = 0;
   for (auto& value : *recovered) {
-    (void)store->install(std::move(value.key), std::move(value.extent), std::move(value.format));
+    auto format = FormatTable::intern(value.format);
+    if (auto ok = validate_key(value.key); !ok || !format) {
+      spdlog::warn("disk: not serving a value whose key or format this version does not accept");
+      continue;
+    }
+    if (store->install(value.key, std::move(value.extent), *format, /*recovered=*/true))
+      ++installed;
   }
-  if (!recovered->empty()) {
-    spdlog::info("recovered {} keys from {}", recovered->size(), store->disk_->root().string());
+  if (installed > 0) {
+    spdlog::info("recovered {} keys from {}", installed, store->disk_->root().string());
   }
   return store;
 }
 
-Store::Shard& Store::shard_for(std::string_view key) const {
-  return shards_[std::hash<std::string_view>{}(key) % kShards];
-}
+void Store::begin_shutdown() { stopping_.store(true, std::memory_order_relaxed); }
 
 std::size_t Store::slot(Location location) {
   switch (location.kind()) {
@@ -134,9 +217,9 @@ Tier* Store::tier(Location location) const {
 Result<void> Store::check_location(Location location) const {
   if (location.kind() == LocationKind::kDevice && location.device_index() >= device_count()) {
     if (device_count() == 0) {
-      return make_error(ErrorCode::kDeviceUnavailable,
-                        fmt::format("{} is not available: this server has no GPU devices",
-                                    location.name()));
+      return make_error(
+          ErrorCode::kDeviceUnavailable,
+          fmt::format("{} is not available: this server has no GPU devices", location.name()));
     }
     return make_error(ErrorCode::kDeviceUnavailable,
                       fmt::format("{} is not available: this server has {} GPU device(s), "
@@ -150,116 +233,151 @@ Result<void> Store::check_location(Location location) const {
   return {};
 }
 
-// Adjusts key counts for the entry's complete replicas. Caller holds its shard lock.
+// ---- entries ----------------------------------------------------------------------
+
 void Store::count(const Entry& entry, int delta) {
-  for (const auto& r : entry.replicas) {
+  location_keys_[slot(entry.primary->location())].fetch_add(delta, std::memory_order_relaxed);
+  if (!entry.extras) return;
+  for (const auto& r : entry.extras->replicas) {
     if (r.status == CopyStatus::kComplete) {
       location_keys_[slot(r.location)].fetch_add(delta, std::memory_order_relaxed);
     }
   }
 }
 
-void Store::discard(std::vector<Replica>& replicas) {
+std::vector<Store::Replica> Store::take_replicas(Entry& entry) {
+  std::vector<Replica> out;
+  if (entry.primary) {
+    Location where = entry.primary->location();
+    out.push_back(Replica{std::move(entry.primary), where, CopyStatus::kComplete, {}});
+  }
+  if (entry.extras) {
+    for (auto& r : entry.extras->replicas) out.push_back(std::move(r));
+    entry.extras.reset();
+  }
+  return out;
+}
+
+void Store::retire(std::vector<Replica>& replicas) {
   for (auto& r : replicas) {
+    if (r.progress) r.progress->cancelled.store(true, std::memory_order_relaxed);
     if (r.extent) r.extent->discard();
   }
   replicas.clear();
 }
 
 Result<PendingWrite> Store::prepare_write(std::string key, Location location, std::uint64_t size,
-                                          std::string format) {
+                                          std::string_view format) {
   if (auto ok = validate_key(key); !ok) return tl::unexpected(ok.error());
   if (auto ok = validate_format(format); !ok) return tl::unexpected(ok.error());
   if (auto ok = check_location(location); !ok) return tl::unexpected(ok.error());
+  if (stopping_.load(std::memory_order_relaxed)) return shutting_down();
+  auto format_id = FormatTable::intern(format);
+  if (!format_id) return tl::unexpected(format_id.error());
   PendingWrite pending;
-  pending.key_ = std::move(key);
-  pending.format_ = std::move(format);
+  pending.format_ = *format_id;
   pending.location_ = location;
-  Tier* t = tier(location);
-  if (location.host_addressable()) {
-    auto extent = t->allocate(size, pending.key_, pending.format_);
-    if (!extent) return tl::unexpected(extent.error());
-    pending.extent_ = std::move(*extent);
-    return pending;
+  pending.needs_io_ = location == Location::disk();
+  bool new_key = true;
+  {
+    Shard& shard = shard_for(key);
+    std::lock_guard lock(shard.mutex);
+    if (auto it = shard.nodes.find(std::string_view(key)); it != shard.nodes.end()) {
+      new_key = false;
+      // Replacing a value that is (or is being copied) on disk removes its file.
+      const Entry& e = (*it)->entry;
+      pending.needs_io_ = pending.needs_io_ || e.primary->location() == Location::disk();
+      if (e.extras) {
+        for (const auto& r : e.extras->replicas) {
+          pending.needs_io_ = pending.needs_io_ || r.location == Location::disk();
+        }
+      }
+    }
   }
-  // Fail early when the value cannot fit, before its bytes are received.
-  if (auto ok = t->counter().check(size, location.name()); !ok) return tl::unexpected(ok.error());
-  pending.staging_ = SharedBuffer::allocate(size);
-  if (!pending.staging_) {
-    return make_error(ErrorCode::kOverLimit,
-                      fmt::format("out of memory staging a {} value", format_size(size)));
+  // A new key's metadata must fit too: say so now, before any byte arrives.
+  if (new_key) {
+    if (auto ok = dram_->counter().check(key_charge(key), "DRAM (key metadata)"); !ok) {
+      return tl::unexpected(ok.error());
+    }
   }
+  auto extent = tier(location)->allocate(size, key, format);
+  if (!extent) return tl::unexpected(extent.error());
+  pending.extent_ = std::move(*extent);
+  pending.key_ = std::move(key);
   return pending;
 }
 
 Result<WriteResult> Store::commit_write(PendingWrite pending) {
-  if (pending.staging_) {
-    auto extent = tier(pending.location_)->allocate(pending.staging_->size(), pending.key_,
-                                                    pending.format_);
-    if (!extent) return tl::unexpected(extent.error());
-    if (auto ok = (*extent)->write(0, pending.staging_->span()); !ok) {
-      return tl::unexpected(ok.error());
-    }
-    pending.staging_.reset();
-    pending.extent_ = std::move(*extent);
+  if (pending.direct()) pending.received_ = pending.size();  // filled through buffer()
+  if (pending.received_ != pending.size()) {
+    return make_error(ErrorCode::kInternal, "committing a value whose bytes did not all arrive");
   }
   if (auto ok = pending.extent_->seal(); !ok) return tl::unexpected(ok.error());
-  return install(std::move(pending.key_), std::move(pending.extent_), std::move(pending.format_));
+  auto result = install(pending.key_, pending.extent_, pending.format_);
+  if (!result) pending.extent_->discard();
+  return result;
 }
 
 Result<WriteResult> Store::write(std::string key, std::span<const std::byte> value,
-                                 Location location, std::string format) {
-  auto pending = prepare_write(std::move(key), location, value.size(), std::move(format));
+                                 Location location, std::string_view format) {
+  auto pending = prepare_write(std::move(key), location, value.size(), format);
   if (!pending) return tl::unexpected(pending.error());
-  if (!value.empty()) std::memcpy(pending->buffer().data(), value.data(), value.size());
+  if (auto ok = pending->append(value); !ok) return tl::unexpected(ok.error());
   return commit_write(std::move(*pending));
 }
 
-Result<WriteResult> Store::install(std::string key, std::unique_ptr<Extent> extent,
-                                   std::string format) {
-  WriteResult result{extent->location(), extent->size(), format};
+Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::uint16_t format,
+                                   bool recovered) {
+  WriteResult result{extent->location(), extent->size(), std::string(FormatTable::name(format))};
   std::vector<Replica> old;
   Shard& shard = shard_for(key);
   {
     std::lock_guard lock(shard.mutex);
-    auto [it, inserted] = shard.entries.try_emplace(std::move(key));
-    Entry& entry = it->second;
-    if (inserted) {
+    auto it = shard.nodes.find(key);
+    Node* node = nullptr;
+    if (it == shard.nodes.end()) {
+      const std::uint64_t charge = key_charge(key);
+      if (recovered) {
+        dram_->counter().add(charge);
+      } else if (auto ok = dram_->counter().reserve(charge, "DRAM (key metadata)"); !ok) {
+        return tl::unexpected(ok.error());
+      }
+      metadata_bytes_.fetch_add(charge, std::memory_order_relaxed);
+      node = Node::create(key);
+      shard.nodes.insert(node);
       total_keys_.fetch_add(1, std::memory_order_relaxed);
     } else {
-      count(entry, -1);
-      old = std::move(entry.replicas);
+      node = *it;
+      count(node->entry, -1);
+      old = take_replicas(node->entry);
     }
+    Entry& entry = node->entry;
     entry.version = next_version_.fetch_add(1, std::memory_order_relaxed);
-    entry.format = std::move(format);
-    entry.size = extent->size();
-    entry.moving = false;
-    entry.last_accessed = unix_now();
-    entry.replicas.clear();
-    entry.replicas.push_back(Replica{std::move(extent), result.location, CopyStatus::kComplete, {}});
+    entry.format = format;
+    entry.primary = std::move(extent);
+    entry.last_accessed = unix_seconds();
     count(entry, +1);
   }
-  discard(old);
+  GSWARM_TEST_POINT("store.installed");
+  retire(old);
   return result;
 }
 
 Result<ValueView> Store::read(std::string_view key) {
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto it = shard.entries.find(key);
-  if (it == shard.entries.end()) {
-    return key_not_found(key);
-  }
-  Entry& entry = it->second;
-  const Replica& primary = entry.replicas.front();
-  if (primary.location != Location::dram()) {
+  auto it = shard.nodes.find(key);
+  if (it == shard.nodes.end()) return key_not_found(key);
+  Entry& entry = (*it)->entry;
+  const Location where = entry.primary->location();
+  if (where != Location::dram()) {
     return make_error(ErrorCode::kWrongLocation,
                       fmt::format("key '{}' is in {}, and only dram can be read: move it first "
                                   "with `gswarm data move-data \"{}\" dram` (POST /move)",
-                                  key, primary.location.name(), key));
+                                  key, where.name(), key));
   }
-  entry.last_accessed = unix_now();
-  return ValueView{primary.extent, entry.format};
+  entry.last_accessed = unix_seconds();
+  return ValueView{entry.primary, FormatTable::name(entry.format)};
 }
 
 Result<void> Store::release(std::string_view key) {
@@ -267,52 +385,65 @@ Result<void> Store::release(std::string_view key) {
   Shard& shard = shard_for(key);
   {
     std::lock_guard lock(shard.mutex);
-    auto it = shard.entries.find(key);
-    if (it == shard.entries.end()) {
-      return key_not_found(key);
-    }
-    count(it->second, -1);
-    old = std::move(it->second.replicas);
-    shard.entries.erase(it);
+    auto it = shard.nodes.find(key);
+    if (it == shard.nodes.end()) return key_not_found(key);
+    Node* node = *it;
+    count(node->entry, -1);
+    old = take_replicas(node->entry);
+    const std::uint64_t charge = key_charge(key);
+    shard.nodes.erase(it);
+    Node::destroy(node);
+    dram_->counter().release(charge);
+    metadata_bytes_.fetch_sub(charge, std::memory_order_relaxed);
     total_keys_.fetch_sub(1, std::memory_order_relaxed);
   }
-  discard(old);
+  GSWARM_TEST_POINT("store.released");
+  retire(old);
   return {};
 }
 
+// ---- moves ------------------------------------------------------------------------
+
 Result<MoveResult> Store::move(std::string_view key, Location destination) {
-  return move_impl(key, destination, std::make_shared<std::atomic<std::uint64_t>>(0), 0,
-                   MoveMode{});
+  return move_impl(key, destination, std::make_shared<CopyProgress>(), 0, MoveMode{});
 }
 
 Result<MoveResult> Store::copy(std::string_view key, Location destination,
                                std::optional<Location> source) {
-  return move_impl(key, destination, std::make_shared<std::atomic<std::uint64_t>>(0), 0,
-                   MoveMode{true, source});
+  return move_impl(key, destination, std::make_shared<CopyProgress>(), 0, MoveMode{true, source});
 }
 
 Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
   if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
+  if (stopping_.load(std::memory_order_relaxed)) return shutting_down();
   std::uint64_t size = 0;
   {
     Shard& shard = shard_for(key);
     std::lock_guard lock(shard.mutex);
-    auto it = shard.entries.find(key);
-    if (it == shard.entries.end()) {
-      return key_not_found(key);
-    }
-    size = it->second.size;
+    auto it = shard.nodes.find(std::string_view(key));
+    if (it == shard.nodes.end()) return key_not_found(key);
+    size = (*it)->entry.primary->size();
   }
-  std::uint64_t id = operations_.add("move", key, destination, size);
-  mover_->submit([this, id, key = std::move(key), destination] {
-    auto moved = move_impl(key, destination, operations_.progress(id), id, MoveMode{});
-    if (moved) {
-      operations_.start(id, moved->source);  // no-op moves never reached the copy
-      operations_.finish(id, std::nullopt, moved->seconds);
-    } else {
-      operations_.finish(id, moved.error(), 0);
-    }
-  });
+  std::uint64_t id = operations_.add("move", key, destination, size, &stopping_);
+  bool queued = movers_->try_submit(
+      [this, id, key = std::move(key), destination] {
+        auto moved = move_impl(key, destination, operations_.progress(id), id, MoveMode{});
+        if (moved) {
+          operations_.start(id, moved->source);  // no-op moves never reached the copy
+          operations_.finish(id, std::nullopt, moved->seconds);
+        } else {
+          operations_.finish(id, moved.error(), 0);
+        }
+      },
+      options_.max_queued_moves);
+  if (!queued) {
+    Error busy{ErrorCode::kTooManyRequests,
+               fmt::format("{} moves are already waiting to run (the most this server queues); "
+                           "wait for some to finish (GET /operations) and try again",
+                           options_.max_queued_moves)};
+    operations_.finish(id, busy, 0);
+    return tl::unexpected(std::move(busy));
+  }
   return id;
 }
 
@@ -323,101 +454,132 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   if (mode.source) {
     if (auto ok = check_location(*mode.source); !ok) return tl::unexpected(ok.error());
   }
+  if (stopping_.load(std::memory_order_relaxed)) return shutting_down();
+  progress->stopping = &stopping_;
   const std::string key(key_view);
   Shard& shard = shard_for(key);
   const auto started = std::chrono::steady_clock::now();
 
-  Replica source;
+  ExtentRef source;
   std::uint64_t version = 0;
-  std::string format;
-  std::vector<Replica> old;  // replicas the move retires; discarded outside the lock
+  std::uint16_t format = 0;
+  std::vector<Replica> old;  // replicas the move retires, outside the lock
   std::optional<MoveResult> already;
   {
     std::lock_guard lock(shard.mutex);
-    auto it = shard.entries.find(key);
-    if (it == shard.entries.end()) {
-      return key_not_found(key);
-    }
-    Entry& entry = it->second;
-    auto at = [&entry](Location where) {
-      return std::find_if(entry.replicas.begin(), entry.replicas.end(), [where](const Replica& r) {
-        return r.location == where && r.status == CopyStatus::kComplete;
-      });
+    auto it = shard.nodes.find(std::string_view(key));
+    if (it == shard.nodes.end()) return key_not_found(key);
+    Entry& entry = (*it)->entry;
+    // The complete replica in `where`, or null.
+    auto complete_at = [&entry](Location where) -> ExtentRef {
+      if (entry.primary->location() == where) return entry.primary;
+      if (!entry.extras) return nullptr;
+      for (const auto& r : entry.extras->replicas) {
+        if (r.location == where && r.status == CopyStatus::kComplete) return r.extent;
+      }
+      return nullptr;
     };
-    auto from = mode.source ? at(*mode.source) : entry.replicas.begin();
-    if (from == entry.replicas.end()) {
+    source = mode.source ? complete_at(*mode.source) : entry.primary;
+    if (!source) {
       return make_error(ErrorCode::kWrongLocation,
                         fmt::format("key '{}' has no copy in {}; it is in {}", key,
-                                    mode.source->name(), entry.replicas.front().location.name()));
+                                    mode.source->name(), entry.primary->location().name()));
     }
-    source = *from;
-    if (auto there = at(destination); there != entry.replicas.end()) {
+    const bool moving = entry.extras && entry.extras->moving;
+    if (ExtentRef there = complete_at(destination)) {
       // Already there: a copy has nothing to do; a move keeps only that replica.
-      already = MoveResult{source.location, destination, entry.size, 0, "none",
-                           there->extent->read_pointer()};
-      if (!mode.keep_source && !entry.moving) {
-        Replica keep = *there;
+      already = MoveResult{source->location(),   destination, there->size(), 0, "none",
+                           there->read_pointer()};
+      if (!mode.keep_source && !moving && there != entry.primary) {
         count(entry, -1);
-        for (auto& r : entry.replicas) {
-          if (r.extent != keep.extent) old.push_back(std::move(r));
-        }
-        entry.replicas = {std::move(keep)};
+        old = take_replicas(entry);
+        auto keep = std::find_if(old.begin(), old.end(),
+                                 [&](const Replica& r) { return r.extent == there; });
+        entry.primary = std::move(keep->extent);
+        old.erase(keep);
+        count(entry, +1);
+      } else if (!mode.keep_source && !moving && entry.extras) {
+        count(entry, -1);
+        old = std::move(entry.extras->replicas);
+        entry.extras.reset();
         count(entry, +1);
       }
     } else {
-      if (entry.moving) {
+      if (moving) {
         return make_error(ErrorCode::kConflict,
                           fmt::format("key '{}' is already being moved; wait for that move", key));
       }
-      entry.moving = true;
+      if (!entry.extras) entry.extras = std::make_unique<Extras>();
+      entry.extras->moving = true;
+      entry.extras->replicas.push_back(
+          Replica{nullptr, destination, CopyStatus::kCopying, progress});
       version = entry.version;
       format = entry.format;
-      entry.replicas.push_back(Replica{nullptr, destination, CopyStatus::kCopying, progress});
     }
   }
   if (already) {
-    discard(old);  // disk files are unlinked outside the lock
+    retire(old);  // disk files are unlinked outside the lock
     return *already;
   }
   active_moves_.fetch_add(1, std::memory_order_relaxed);
-  if (operation != 0) operations_.start(operation, source.location);
+  if (operation != 0) operations_.start(operation, source->location());
 
-  // Ends the move under the shard lock: `done` installs the copy, otherwise the
-  // placeholder goes. Returns whether the entry was still the one we copied.
-  auto finish = [&](std::shared_ptr<Extent> done) {
+  // Runs `f` on the entry under the shard lock if it is still the one we copy.
+  auto with_entry = [&](auto f) {
     std::lock_guard lock(shard.mutex);
-    auto it = shard.entries.find(key);
-    if (it == shard.entries.end() || it->second.version != version) return false;
-    Entry& entry = it->second;
-    entry.moving = false;
-    std::erase_if(entry.replicas, [](const Replica& r) { return r.status != CopyStatus::kComplete; });
-    if (done && mode.keep_source) {
-      entry.replicas.push_back(Replica{std::move(done), destination, CopyStatus::kComplete, {}});
-      location_keys_[slot(destination)].fetch_add(1, std::memory_order_relaxed);
-    } else if (done) {
-      count(entry, -1);
-      old = std::move(entry.replicas);
-      entry.replicas = {Replica{std::move(done), destination, CopyStatus::kComplete, {}}};
-      entry.last_accessed = unix_now();
-      count(entry, +1);
-    }
+    auto it = shard.nodes.find(std::string_view(key));
+    if (it == shard.nodes.end() || (*it)->entry.version != version) return false;
+    f((*it)->entry);
     return true;
+  };
+  // Ends the move: `done` becomes a replica, or (null) the placeholder goes.
+  // False when the key was overwritten or released meanwhile.
+  auto finish = [&](ExtentRef done) {
+    return with_entry([&](Entry& entry) {
+      auto& extras = *entry.extras;
+      extras.moving = false;
+      std::erase_if(extras.replicas,
+                    [](const Replica& r) { return r.status != CopyStatus::kComplete; });
+      if (done && mode.keep_source) {
+        extras.replicas.push_back(Replica{std::move(done), destination, CopyStatus::kComplete, {}});
+        location_keys_[slot(destination)].fetch_add(1, std::memory_order_relaxed);
+      } else if (done) {
+        count(entry, -1);
+        old = take_replicas(entry);
+        entry.primary = std::move(done);
+        entry.last_accessed = unix_seconds();
+        count(entry, +1);
+      }
+      if (entry.extras && entry.extras->replicas.empty()) entry.extras.reset();
+    });
   };
   auto fail = [&](Error error) -> Result<MoveResult> {
     active_moves_.fetch_sub(1, std::memory_order_relaxed);
-    if (!finish(nullptr)) {
-      return changed_during_move(key);
-    }
+    if (!finish(nullptr)) return changed_during_move(key);
     return tl::unexpected(std::move(error));
   };
 
-  const std::uint64_t size = source.extent->size();
-  auto allocated = tier(destination)->allocate(size, key, format);
+  const std::uint64_t size = source->size();
+  auto allocated = tier(destination)->allocate(size, key, FormatTable::name(format));
   if (!allocated) return fail(allocated.error());
-  std::shared_ptr<Extent> copy = std::move(*allocated);
-  auto method = copy_extent(*source.extent, *copy, *progress, options_.move_rate_limit);
+  ExtentRef copy = std::move(*allocated);
+  // Attached to its placeholder, the copy is retired by a write or release of
+  // the key like any replica: its file then never appears.
+  if (!with_entry([&](Entry& entry) {
+        for (auto& r : entry.extras->replicas) {
+          if (r.status == CopyStatus::kCopying) r.extent = copy;
+        }
+      })) {
+    copy->discard();
+    active_moves_.fetch_sub(1, std::memory_order_relaxed);
+    return changed_during_move(key);
+  }
+  GSWARM_TEST_POINT("move.attached");
+  auto method = copy_extent(*source, *copy, *progress, options_.move_rate_limit);
   if (!method) return fail(method.error());
+  GSWARM_TEST_POINT("move.copied");
   if (auto ok = copy->seal(); !ok) return fail(ok.error());
+  GSWARM_TEST_POINT("move.sealed");
 
   const bool installed = finish(copy);
   active_moves_.fetch_sub(1, std::memory_order_relaxed);
@@ -425,29 +587,68 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
     copy->discard();
     return changed_during_move(key);
   }
-  discard(old);
+  GSWARM_TEST_POINT("move.installed");
+  retire(old);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return MoveResult{source.location, destination, size, seconds, std::move(*method),
-                    copy->read_pointer()};
+  return MoveResult{source->location(), destination,         size, seconds,
+                    std::move(*method), copy->read_pointer()};
 }
 
-KeyLocations Store::describe(const std::string& key, const Entry& entry) const {
-  KeyLocations out{key, entry.replicas.front().location, entry.format, {}};
-  for (const auto& r : entry.replicas) {
-    ReplicaInfo info;
-    info.location = r.location;
-    info.size = entry.size;
-    info.last_accessed = entry.last_accessed;
-    info.status = r.status;
-    if (r.status == CopyStatus::kCopying && r.progress && entry.size > 0) {
-      info.progress = static_cast<double>(r.progress->load(std::memory_order_relaxed)) /
-                      static_cast<double>(entry.size);
-    } else {
-      info.progress = r.status == CopyStatus::kComplete ? 1.0 : 0.0;
+// ---- export -----------------------------------------------------------------------
+
+Result<ExportedValue> Store::export_value(std::string_view key, std::optional<Location> location) {
+  ExtentRef extent;
+  {
+    Shard& shard = shard_for(key);
+    std::lock_guard lock(shard.mutex);
+    auto it = shard.nodes.find(key);
+    if (it == shard.nodes.end()) return key_not_found(key);
+    const Entry& entry = (*it)->entry;
+    if (!location || entry.primary->location() == *location) {
+      extent = entry.primary;
+    } else if (entry.extras) {
+      for (const auto& r : entry.extras->replicas) {
+        if (r.location == *location && r.status == CopyStatus::kComplete) extent = r.extent;
+      }
     }
-    if (r.extent && r.status == CopyStatus::kComplete) info.read_pointer = r.extent->read_pointer();
-    out.replicas.push_back(std::move(info));
+    if (!extent) {
+      return make_error(ErrorCode::kWrongLocation,
+                        fmt::format("key '{}' has no copy in {}; it is in {}", key,
+                                    location->name(), entry.primary->location().name()));
+    }
+  }
+  return extent->export_read_only();
+}
+
+// ---- listing and stats ------------------------------------------------------------
+
+KeyLocations Store::describe(std::string_view key, const Entry& entry) const {
+  const std::uint64_t size = entry.primary->size();
+  const double accessed = entry.last_accessed;
+  KeyLocations out{std::string(key),
+                   entry.primary->location(),
+                   std::string(FormatTable::name(entry.format)),
+                   {}};
+  auto info = [&](const Replica& r) {
+    ReplicaInfo i;
+    i.location = r.location;
+    i.size = size;
+    i.last_accessed = accessed;
+    i.status = r.status;
+    if (r.status == CopyStatus::kCopying && r.progress && size > 0) {
+      i.progress = static_cast<double>(r.progress->bytes.load(std::memory_order_relaxed)) /
+                   static_cast<double>(size);
+    } else {
+      i.progress = r.status == CopyStatus::kComplete ? 1.0 : 0.0;
+    }
+    if (r.extent && r.status == CopyStatus::kComplete) i.read_pointer = r.extent->read_pointer();
+    return i;
+  };
+  out.replicas.push_back(
+      info(Replica{entry.primary, entry.primary->location(), CopyStatus::kComplete, {}}));
+  if (entry.extras) {
+    for (const auto& r : entry.extras->replicas) out.replicas.push_back(info(r));
   }
   return out;
 }
@@ -455,20 +656,44 @@ KeyLocations Store::describe(const std::string& key, const Entry& entry) const {
 Result<KeyLocations> Store::location(std::string_view key) const {
   Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto it = shard.entries.find(key);
-  if (it == shard.entries.end()) {
-    return key_not_found(key);
-  }
-  return describe(it->first, it->second);
+  auto it = shard.nodes.find(key);
+  if (it == shard.nodes.end()) return key_not_found(key);
+  return describe((*it)->key(), (*it)->entry);
 }
 
-std::vector<KeyLocations> Store::locations() const {
-  std::vector<KeyLocations> out;
-  for (auto& shard : shards_) {
-    std::lock_guard lock(shard.mutex);
-    for (const auto& [key, entry] : shard.entries) out.push_back(describe(key, entry));
+Result<LocationsPage> Store::locations_page(std::string_view cursor, std::size_t limit) const {
+  std::size_t first_shard = 0;
+  std::optional<std::string> after;
+  if (!cursor.empty()) {
+    auto parsed = parse_cursor(cursor, kShards);
+    if (!parsed) {
+      return make_error(ErrorCode::kBadRequest,
+                        "invalid cursor: pass the next_cursor of a previous answer unchanged");
+    }
+    first_shard = parsed->first;
+    after = std::move(parsed->second);
   }
-  return out;
+  LocationsPage page;
+  limit = std::max<std::size_t>(limit, 1);
+  for (std::size_t s = first_shard; s < kShards && page.keys.size() < limit; ++s) {
+    const Shard& shard = shards_[s];
+    std::lock_guard lock(shard.mutex);
+    // The next keys of this shard in key order: pick them without sorting it all.
+    std::vector<const Node*> rest;
+    for (const Node* node : shard.nodes) {
+      if (!after || s != first_shard || node->key() > *after) rest.push_back(node);
+    }
+    const std::size_t take = std::min(limit - page.keys.size(), rest.size());
+    auto by_key = [](const Node* a, const Node* b) { return a->key() < b->key(); };
+    std::partial_sort(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(take), rest.end(),
+                      by_key);
+    for (std::size_t i = 0; i < take; ++i)
+      page.keys.push_back(describe(rest[i]->key(), rest[i]->entry));
+    if (page.keys.size() == limit && (take < rest.size() || s + 1 < kShards)) {
+      page.next_cursor = make_cursor(s, page.keys.back().key);
+    }
+  }
+  return page;
 }
 
 StoreStats Store::stats() const {
@@ -480,6 +705,8 @@ StoreStats Store::stats() const {
   s.pinned_limit = pinned.limit;
   s.dram_used = dram.used;
   s.dram_limit = dram.limit;
+  s.dram_value_bytes = dram_->value_bytes();
+  s.metadata_bytes = metadata_bytes_.load(std::memory_order_relaxed);
   s.disk_used = disk.used;
   s.disk_limit = disk.limit;
   s.total_keys = static_cast<std::uint64_t>(std::max<std::int64_t>(total_keys_.load(), 0));
@@ -498,7 +725,9 @@ StoreStats Store::stats() const {
     if (n > 0) s.location_counts[Location::device(d).name()] = n;
   }
   s.active_moves = active_moves_.load();
-  s.move_threads = mover_->threads();
+  s.queued_moves = movers_->queued();
+  s.move_threads = movers_->threads();
+  s.io_threads = io_->threads();
   s.disk_path = disk_->root().string();
   s.host_cache_bytes = SharedMemory::cached_bytes();
   s.device_backend = backend_->name();

@@ -7,13 +7,22 @@
 //  - read serves DRAM only; a key elsewhere is kWrongLocation.
 //  - move is copy-then-switch: the destination replica shows as "copying", is
 //    filled and sealed, then replaces the source, which is discarded. A write or
-//    release during the move wins; the move then fails with kConflict.
+//    release during the move wins: it cancels the copy, makes sure the copy's
+//    file can never appear on disk, and only then is acknowledged; the move then
+//    fails with kConflict. So after a crash the disk holds exactly the last
+//    acknowledged state of every key.
 //  - release removes the key from every tier.
+//
+// Memory: every key costs DRAM for its metadata (kKeyOverhead plus the key's
+// bytes), counted against --max-memory with the DRAM values themselves. An entry
+// is 32 bytes, allocated with its key; the index is an open-addressing table of
+// pointers; a small DRAM value shares one allocation with its extent header.
 //
 // Thread-safety: every method may be called concurrently from any thread. The
 // index is sharded, a mutex per shard, and no lock is held during I/O or copies.
-// Methods marked "blocking" do disk I/O or copies: call them from mover threads
-// (mover().submit) or other threads that may block, not from network threads.
+// Methods marked "blocking" do disk I/O or copies: call them from the task pools
+// (io() for request steps, movers() for copies) or other threads that may
+// block, not from network threads.
 #pragma once
 
 #include <array>
@@ -26,18 +35,18 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <gswarm/error.hpp>
 
 #include "core/location.hpp"
 #include "core/size.hpp"
 #include "storage/device_backend.hpp"
 #include "storage/extent.hpp"
-#include "storage/shared_memory.hpp"
-#include "storage/mover.hpp"
 #include "storage/operations.hpp"
+#include "storage/shared_memory.hpp"
+#include "storage/task_pool.hpp"
 
 namespace gswarm {
 
@@ -48,14 +57,16 @@ class DeviceTier;
 class Tier;
 
 struct StoreOptions {
-  std::uint64_t max_memory = 16 * kGiB;           // DRAM limit (--max-memory)
-  std::uint64_t max_pinned = 4 * kGiB;            // pinned_dram limit (--max-pinned)
-  std::uint64_t max_device_memory = 0;            // per device; 0: 90% of free at start
-  std::shared_ptr<DeviceBackend> devices;         // null: default_device_backend()
+  std::uint64_t max_memory = 16 * kGiB;    // DRAM limit (--max-memory)
+  std::uint64_t max_pinned = 4 * kGiB;     // pinned_dram limit (--max-pinned)
+  std::uint64_t max_device_memory = 0;     // per device; 0: 90% of free at start
+  std::shared_ptr<DeviceBackend> devices;  // null: default_device_backend()
   std::filesystem::path disk_path = "/tmp/gswarm_data";
-  std::uint64_t max_disk = 0;                     // 0: bounded by the file system only
-  int move_threads = 4;
-  std::uint64_t move_rate_limit = 0;              // bytes/s per move; 0: unlimited
+  std::uint64_t max_disk = 0;           // 0: bounded by the file system only
+  int move_threads = 4;                 // copies between tiers
+  int io_threads = 4;                   // blocking steps of requests
+  std::size_t max_queued_moves = 1024;  // asynchronous moves waiting to run
+  std::uint64_t move_rate_limit = 0;    // bytes/s per move; 0: unlimited
 };
 
 enum class CopyStatus : std::uint8_t { kComplete, kCopying, kError };
@@ -66,7 +77,7 @@ struct ReplicaInfo {
   std::uint64_t size = 0;
   double last_accessed = 0;  // unix seconds
   CopyStatus status = CopyStatus::kComplete;
-  double progress = 1.0;     // 0..1
+  double progress = 1.0;  // 0..1
   std::optional<ReadPointer> read_pointer;
 };
 
@@ -75,6 +86,12 @@ struct KeyLocations {
   Location primary;
   std::string format;
   std::vector<ReplicaInfo> replicas;  // primary first
+};
+
+// One page of GET /locations: keys in a stable order, and where to go on.
+struct LocationsPage {
+  std::vector<KeyLocations> keys;
+  std::string next_cursor;  // empty: this was the last page
 };
 
 struct WriteResult {
@@ -94,8 +111,8 @@ struct MoveResult {
 
 // A DRAM value being read: holds the bytes alive after the key changes.
 struct ValueView {
-  std::shared_ptr<const Extent> extent;
-  std::string format;
+  ConstExtentRef extent;
+  std::string_view format;  // interned: valid for the life of the process
   std::span<const std::byte> bytes() const { return {extent->host_data(), extent->size()}; }
   std::string_view text() const {
     return {reinterpret_cast<const char*>(extent->host_data()), extent->size()};
@@ -103,50 +120,68 @@ struct ValueView {
 };
 
 struct DeviceStats {
-  std::string name;           // "device:N"
-  std::uint64_t used = 0;     // bytes gswarm holds there
-  std::uint64_t limit = 0;    // --max-device-memory
-  std::uint64_t free = 0;     // the driver's view of the whole device
+  std::string name;         // "device:N"
+  std::uint64_t used = 0;   // bytes gswarm holds there
+  std::uint64_t limit = 0;  // --max-device-memory
+  std::uint64_t free = 0;   // the driver's view of the whole device
   std::uint64_t total = 0;
   std::uint64_t keys = 0;
 };
 
 struct StoreStats {
-  std::uint64_t dram_used = 0, dram_limit = 0;
+  std::uint64_t dram_used = 0, dram_limit = 0;  // used: values, headers and key metadata
+  std::uint64_t dram_value_bytes = 0;           // the DRAM values alone
+  std::uint64_t metadata_bytes = 0;             // what keys cost, in every tier
   std::uint64_t pinned_used = 0, pinned_limit = 0;
   std::uint64_t disk_used = 0, disk_limit = 0;
   std::uint64_t total_keys = 0;
   std::uint64_t dram_keys = 0, pinned_keys = 0, disk_keys = 0, device_keys = 0;
   std::map<std::string, std::uint64_t> location_counts;
   std::uint64_t active_moves = 0;
+  std::uint64_t queued_moves = 0;
   int move_threads = 0;
+  int io_threads = 0;
   std::string disk_path;
   std::uint64_t host_cache_bytes = 0;
   std::string device_backend;
   std::vector<DeviceStats> devices;
 };
 
-// A write whose bytes are still arriving. buffer() is where they go: the
-// destination tier's own memory for DRAM, a staging block otherwise.
+// A write whose bytes are still arriving. For host tiers (direct()) they go
+// straight into the destination's memory, buffer(); for disk and devices they
+// are append()ed in order, in bounded pieces, so no tier needs a staging copy of
+// the whole value.
 class PendingWrite {
  public:
-  std::span<std::byte> buffer();
-  // True when commit_write does I/O (disk): run it on a mover thread.
-  bool needs_io() const { return staging_ != nullptr; }
+  bool direct() const { return extent_->host_data() != nullptr; }
+  // The destination bytes (direct() only). Mark them received with
+  // append_direct() or just commit once full.
+  std::span<std::byte> buffer() { return {extent_->host_data(), extent_->size()}; }
+  // Appends the next bytes in order. Blocking unless direct().
+  [[nodiscard]] Result<void> append(std::span<const std::byte> bytes);
+  std::uint64_t size() const { return extent_->size(); }
+  std::uint64_t received() const { return received_; }
+  // True when commit_write does disk I/O (sealing a disk file, or removing the
+  // file of a value it replaces): run it on the io pool.
+  bool needs_io() const { return needs_io_; }
   const std::string& key() const { return key_; }
   Location location() const { return location_; }
 
  private:
   friend class Store;
   std::string key_;
-  std::string format_;
+  std::uint16_t format_ = 0;
   Location location_;
-  std::unique_ptr<Extent> extent_;
-  std::unique_ptr<SharedBuffer> staging_;
+  ExtentRef extent_;
+  std::uint64_t received_ = 0;
+  bool needs_io_ = false;
 };
 
 class Store {
  public:
+  // DRAM a key costs beyond its key bytes: entry, index slot, allocation slack.
+  static constexpr std::uint64_t kKeyOverhead = 48;
+
   // Opens the disk root and recovers the values persisted there.
   [[nodiscard]] static Result<std::unique_ptr<Store>> open(const StoreOptions& options);
   ~Store();
@@ -157,22 +192,24 @@ class Store {
   [[nodiscard]] Result<void> check_location(Location location) const;
 
   // Reserves room for a value of `size` bytes (limits are checked here, before
-  // any byte arrives).
+  // any byte arrives; a disk file is created).
   [[nodiscard]] Result<PendingWrite> prepare_write(std::string key, Location location,
-                                                   std::uint64_t size, std::string format);
-  // Installs the value. Blocking when pending.needs_io().
+                                                   std::uint64_t size, std::string_view format);
+  // Installs the value once all its bytes were received. Blocking when
+  // pending.needs_io().
   [[nodiscard]] Result<WriteResult> commit_write(PendingWrite pending);
   // prepare + copy + commit. Blocking for non-DRAM locations.
   [[nodiscard]] Result<WriteResult> write(std::string key, std::span<const std::byte> value,
-                                          Location location, std::string format);
+                                          Location location, std::string_view format);
 
   [[nodiscard]] Result<ValueView> read(std::string_view key);
   // Blocking (disk files are removed).
   [[nodiscard]] Result<void> release(std::string_view key);
   // Blocking: copies on the calling thread.
   [[nodiscard]] Result<MoveResult> move(std::string_view key, Location destination);
-  // Queues the move on the mover and returns its operation id at once; progress
-  // and outcome are in operations().
+  // Queues the move on the movers and returns its operation id at once; progress
+  // and outcome are in operations(). kTooManyRequests when max_queued_moves
+  // moves are already waiting.
   [[nodiscard]] Result<std::uint64_t> start_move(std::string key, Location destination);
   // Blocking: like move(), but the source replica stays, so the key then lives in
   // both places (what `send` to a device of this node does). `source`, when set,
@@ -181,48 +218,88 @@ class Store {
                                         std::optional<Location> source = std::nullopt);
   const Operations& operations() const { return operations_; }
 
+  // A read-only descriptor of exactly the bytes of the key's replica in
+  // `location` (its primary when nullopt), for another local process.
+  // Blocking (small values are copied into a sealed segment, disk files opened).
+  [[nodiscard]] Result<ExportedValue> export_value(std::string_view key,
+                                                   std::optional<Location> location);
+
   [[nodiscard]] Result<KeyLocations> location(std::string_view key) const;
-  std::vector<KeyLocations> locations() const;
+  // Up to `limit` keys after `cursor` (empty: from the start), in the order of
+  // the index's shards and, within one, of the keys. kBadRequest for a cursor
+  // this server did not make.
+  [[nodiscard]] Result<LocationsPage> locations_page(std::string_view cursor,
+                                                     std::size_t limit) const;
   StoreStats stats() const;
   void set_max_memory(std::uint64_t bytes);
 
-  Mover& mover() { return *mover_; }
+  // From now on, queued and running copies stop early and new ones are refused
+  // (kUnavailable), so that shutdown takes bounded time.
+  void begin_shutdown();
+
+  TaskPool& movers() { return *movers_; }
+  TaskPool& io() { return *io_; }
   int device_count() const { return static_cast<int>(devices_.size()); }
 
  private:
   struct Replica {
-    std::shared_ptr<Extent> extent;  // null while a copy is being prepared
+    ExtentRef extent;  // null while a copy is being prepared
     Location location;
     CopyStatus status = CopyStatus::kComplete;
-    std::shared_ptr<std::atomic<std::uint64_t>> progress;  // bytes copied, while copying
+    Operations::Progress progress;  // while copying
+  };
+  // What most keys do not need: further replicas and copies in flight.
+  struct Extras {
+    std::vector<Replica> replicas;  // besides the primary
+    bool moving = false;
   };
   struct Entry {
     std::uint64_t version = 0;
-    std::string format;
-    std::uint64_t size = 0;
-    std::vector<Replica> replicas;  // [0]: the primary, always complete
-    bool moving = false;
-    double last_accessed = 0;
+    ExtentRef primary;  // always complete; its tier is the key's location
+    std::unique_ptr<Extras> extras;
+    std::uint32_t last_accessed = 0;  // unix seconds
+    std::uint16_t format = 0;         // interned format tag
+    std::uint16_t key_size = 0;
   };
-  // Transparent hashing: lookups by string_view allocate nothing.
-  struct KeyHash {
+  // An entry and its key in one allocation: the key's bytes follow the node.
+  struct Node {
+    Entry entry;
+    std::string_view key() const {
+      return {reinterpret_cast<const char*>(this + 1), entry.key_size};
+    }
+    static Node* create(std::string_view key);
+    static void destroy(Node* node);
+  };
+  struct NodeHash {
     using is_transparent = void;
-    std::size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+    std::size_t operator()(std::string_view key) const;
+    std::size_t operator()(const Node* node) const { return (*this)(node->key()); }
+  };
+  struct NodeEqual {
+    using is_transparent = void;
+    static std::string_view key_of(std::string_view k) { return k; }
+    static std::string_view key_of(const Node* n) { return n->key(); }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return key_of(a) == key_of(b);
+    }
   };
   struct Shard {
     mutable std::mutex mutex;
-    std::unordered_map<std::string, Entry, KeyHash, std::equal_to<>> entries;  // guarded by mutex
+    boost::unordered_flat_set<Node*, NodeHash, NodeEqual> nodes;  // guarded by mutex
   };
   static constexpr std::size_t kShards = 64;
   static constexpr int kMaxDevices = 16;
   static constexpr std::size_t kLocationSlots = 3 + kMaxDevices;
 
   explicit Store(const StoreOptions& options);
-  Shard& shard_for(std::string_view key) const;
+  std::size_t shard_index(std::string_view key) const;
+  Shard& shard_for(std::string_view key) const { return shards_[shard_index(key)]; }
   Tier* tier(Location location) const;
   static std::size_t slot(Location location);
+  // Adjusts key counts for the entry's complete replicas. Caller holds its shard lock.
   void count(const Entry& entry, int delta);
-  KeyLocations describe(const std::string& key, const Entry& entry) const;
+  KeyLocations describe(std::string_view key, const Entry& entry) const;
   struct MoveMode {
     bool keep_source = false;
     std::optional<Location> source;
@@ -230,8 +307,17 @@ class Store {
   Result<MoveResult> move_impl(std::string_view key, Location destination,
                                Operations::Progress progress, std::uint64_t operation,
                                MoveMode mode);
-  Result<WriteResult> install(std::string key, std::unique_ptr<Extent> extent, std::string format);
-  static void discard(std::vector<Replica>& replicas);
+  // Makes `extent` the key's only replica. `recovered`: found at start-up, so its
+  // metadata is counted whatever the limit.
+  Result<WriteResult> install(std::string_view key, ExtentRef extent, std::uint16_t format,
+                              bool recovered = false);
+  // Ends replicas taken out of the index: cancels copies in flight and discards
+  // the bytes (disk files are unlinked, or kept from ever appearing). Outside
+  // any shard lock; blocking for disk replicas.
+  static void retire(std::vector<Replica>& replicas);
+  // Takes every replica out of `entry` (the caller holds the shard lock).
+  static std::vector<Replica> take_replicas(Entry& entry);
+  std::uint64_t key_charge(std::string_view key) const { return kKeyOverhead + key.size(); }
 
   const StoreOptions options_;
   std::unique_ptr<DramTier> dram_;
@@ -242,10 +328,14 @@ class Store {
   mutable std::array<Shard, kShards> shards_;
   std::atomic<std::uint64_t> next_version_{1};
   std::atomic<std::int64_t> total_keys_{0};
+  std::atomic<std::uint64_t> metadata_bytes_{0};
   std::array<std::atomic<std::int64_t>, kLocationSlots> location_keys_{};
   std::atomic<std::uint64_t> active_moves_{0};
+  std::atomic<bool> stopping_{false};
   Operations operations_;
-  std::unique_ptr<Mover> mover_;  // last: its threads stop first
+  // Last: their threads stop first, while everything they use still exists.
+  std::unique_ptr<TaskPool> io_;
+  std::unique_ptr<TaskPool> movers_;
 };
 
 // Format tags: 1 to 64 characters of [A-Za-z0-9._+-], not starting with '.'.

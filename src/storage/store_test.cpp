@@ -49,11 +49,15 @@ TEST_F(StoreTest, WriteReadOverwriteRelease) {
   EXPECT_EQ(read_text("k"), "second");
   EXPECT_EQ(store_->read("k")->format, "json");
   EXPECT_EQ(store_->stats().total_keys, 1u);
-  EXPECT_EQ(store_->stats().dram_used, 6u);
+  EXPECT_EQ(store_->stats().dram_value_bytes, 6u);
+  // The key's metadata counts against --max-memory with the value.
+  EXPECT_EQ(store_->stats().metadata_bytes, Store::kKeyOverhead + 1);
+  EXPECT_GT(store_->stats().dram_used, 6u + Store::kKeyOverhead);
   ASSERT_TRUE(store_->release("k"));
   EXPECT_EQ(store_->read("k").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(store_->release("k").error().code, ErrorCode::kNotFound);
   EXPECT_EQ(store_->stats().dram_used, 0u);
+  EXPECT_EQ(store_->stats().metadata_bytes, 0u);
   EXPECT_EQ(store_->stats().total_keys, 0u);
 }
 
@@ -76,7 +80,8 @@ TEST_F(StoreTest, MoveRoundTripKeepsBytesAndSwitchesLocation) {
   EXPECT_EQ(to_disk->destination, Location::disk());
   ASSERT_TRUE(to_disk->read_pointer);
   EXPECT_EQ(to_disk->read_pointer->kind, "file");
-  EXPECT_EQ(store_->stats().dram_used, 0u);
+  EXPECT_EQ(store_->stats().dram_value_bytes, 0u);
+  EXPECT_EQ(store_->stats().dram_used, store_->stats().metadata_bytes);
   EXPECT_EQ(store_->stats().disk_keys, 1u);
   auto where = store_->location("big");
   ASSERT_TRUE(where);

@@ -56,9 +56,8 @@ class Tier {
   virtual ~Tier() = default;
   virtual Location location() const = 0;
   // A new, unsealed extent of `size` bytes for `key`, or kOverLimit / kIo.
-  [[nodiscard]] virtual Result<std::unique_ptr<Extent>> allocate(std::uint64_t size,
-                                                                 std::string_view key,
-                                                                 std::string_view format) = 0;
+  [[nodiscard]] virtual Result<ExtentRef> allocate(std::uint64_t size, std::string_view key,
+                                                   std::string_view format) = 0;
   // The tier's byte counter and limit.
   virtual const LimitCounter& counter() const = 0;
   TierUsage usage() const { return {counter().used(), counter().limit()}; }

@@ -223,7 +223,7 @@ TEST(ConcurrencyTest, MixedOperationsStayConsistent) {
         ++disk_keys;
       }
     }
-    if (stats.value("current_dram_size", 0ull) == dram_bytes &&
+    if (stats.value("dram_value_size", 0ull) == dram_bytes &&
         stats.value("total_keys", 0ull) == locations.size())
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -233,7 +233,7 @@ TEST(ConcurrencyTest, MixedOperationsStayConsistent) {
       << stats.dump();
   EXPECT_EQ(stats.value("dram_keys", 0ull), dram_keys) << stats.dump();
   EXPECT_EQ(stats.value("disk_keys", 0ull), disk_keys) << stats.dump();
-  EXPECT_EQ(stats.value("current_dram_size", 0ull), dram_bytes) << stats.dump();
+  EXPECT_EQ(stats.value("dram_value_size", 0ull), dram_bytes) << stats.dump();
   EXPECT_EQ(stats.value("active_moves", 1ull), 0u) << stats.dump();
   EXPECT_LE(locations.size(), static_cast<std::size_t>(kKeys));
 

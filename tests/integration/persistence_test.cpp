@@ -356,7 +356,7 @@ TEST(PersistenceTest, CorruptFilesAreDetected) {
   auto loc = body_json(location_of(port, "bad-payload"));
   EXPECT_EQ(loc.value("location", ""), "disk") << loc.dump();
   EXPECT_EQ(loc["locations"].size(), 1u) << loc.dump();
-  EXPECT_EQ(get_stats(port).value("current_dram_size", 1ull), 0u);
+  EXPECT_EQ(get_stats(port).value("dram_value_size", 1ull), 0u);
   EXPECT_TRUE(IsError(read_json(port, "bad-payload"), 409, "wrong_location"));
 
   // The server keeps serving, the good value included.

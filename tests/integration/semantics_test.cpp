@@ -139,7 +139,7 @@ TEST_F(SemanticsTest, MovesKeepBytes) {
   EXPECT_TRUE(mj["read_pointer"].is_object() || mj["read_pointer"].is_null()) << mj.dump();
   expect_at_rest(port, "mover", "disk", value.size());
   EXPECT_EQ(value_files(disk()).size(), 1u);
-  EXPECT_EQ(get_stats(port).value("current_dram_size", 1ull), 0u);
+  EXPECT_EQ(get_stats(port).value("dram_value_size", 1ull), 0u);
 
   auto back = move_key(port, "mover", "dram");
   ASSERT_TRUE(IsOk(back));
@@ -151,7 +151,7 @@ TEST_F(SemanticsTest, MovesKeepBytes) {
   EXPECT_EQ(b.status, 200);
   EXPECT_TRUE(b.data == value);
   EXPECT_EQ(b.format, "blob");
-  EXPECT_EQ(get_stats(port).value("current_dram_size", 0ull), value.size());
+  EXPECT_EQ(get_stats(port).value("dram_value_size", 0ull), value.size());
 
   // JSON values too.
   const json doc = {{"a", {1, 2, {{"b", nullptr}}}}, {"s", "x\u00e9"}};
@@ -254,7 +254,7 @@ TEST_F(SemanticsTest, WriteDuringSlowMoveWinsAndMoveConflicts) {
   expect_at_rest(port, "contested", "dram", 13);
   EXPECT_TRUE(value_files(disk()).empty()) << "the abandoned copy was left on disk";
   EXPECT_TRUE(files_under(disk() / "tmp").empty()) << "the abandoned copy was left in tmp/";
-  EXPECT_EQ(get_stats(port).value("current_dram_size", 0ull), 13u);
+  EXPECT_EQ(get_stats(port).value("dram_value_size", 0ull), 13u);
 }
 
 TEST_F(SemanticsTest, ReleaseDuringSlowMoveRemovesTheKey) {
@@ -273,7 +273,7 @@ TEST_F(SemanticsTest, ReleaseDuringSlowMoveRemovesTheKey) {
   EXPECT_TRUE(files_under(disk() / "tmp").empty());
   json stats = get_stats(port);
   EXPECT_EQ(stats.value("total_keys", 1ull), 0u);
-  EXPECT_EQ(stats.value("current_dram_size", 1ull), 0u);
+  EXPECT_EQ(stats.value("current_dram_size", 1ull), 0u);  // no value, no key metadata
 }
 
 TEST_F(SemanticsTest, SecondMoveOfAMovingKeyConflicts) {
@@ -329,13 +329,16 @@ TEST_F(SemanticsTest, DiskToDramMoveOverLimitIsRefused) {
   const std::string value = binary_value(2 * MiB, 71);
   ASSERT_TRUE(IsOk(write_raw(port, "heavy", value, "disk")));
   ASSERT_TRUE(IsOk(write_raw(port, "light", binary_value(12345, 72), "dram")));
+  // In use: the light value, its header and both keys' metadata.
+  const std::uint64_t used = get_stats(port).value("current_dram_size", 0ull);
+  EXPECT_GT(used, 12345u);
   auto m = move_key(port, "heavy", "dram");
   EXPECT_TRUE(IsError(m, 507, "over_limit"));
   EXPECT_TRUE(mentions_size(detail_of(m), MiB)) << "detail should give the limit: " << detail_of(m);
-  EXPECT_TRUE(mentions_size(detail_of(m), 12345)) << "detail should give the usage: " << detail_of(m);
+  EXPECT_TRUE(mentions_size(detail_of(m), used)) << "detail should give the usage: " << detail_of(m);
   EXPECT_TRUE(mentions_size(detail_of(m), value.size())) << "detail should give the request: " << detail_of(m);
   expect_at_rest(port, "heavy", "disk", value.size());
-  EXPECT_EQ(get_stats(port).value("current_dram_size", 0ull), 12345u);
+  EXPECT_EQ(get_stats(port).value("dram_value_size", 0ull), 12345u);
   // Raising the limit lets the same move through.
   auto set = http_request(port, "POST", "/set_max_memory/8MB");
   ASSERT_TRUE(IsOk(set));
@@ -350,10 +353,27 @@ TEST_F(SemanticsTest, SetMaxMemory) {
   EXPECT_EQ(get_stats(port).value("max_size", 0ull), 64 * MiB);
   auto r = http_request(port, "POST", "/set_max_memory/32GB");
   ASSERT_TRUE(IsOk(r));
-  EXPECT_EQ(body_json(r), (json{{"status", "success"}, {"max_memory", 32ull << 30}}));
+  json answer = body_json(r);
+  EXPECT_EQ(answer.value("status", ""), "success");
+  EXPECT_EQ(answer.value("max_memory", 0ull), 32ull << 30);
   json stats = get_stats(port);
   EXPECT_EQ(stats.value("max_size", 0ull), 32ull << 30);
   EXPECT_EQ(stats.value("max_dram_size", 0ull), 32ull << 30);
+  // A limit beyond the machine's memory is allowed (the spec sets 32GB), with a
+  // warning that names the machine's memory, in the answer and in /stats.
+  const std::uint64_t machine = stats.value("machine_memory", 0ull);
+  ASSERT_GT(machine, 0u);
+  if (machine < (32ull << 30)) {
+    EXPECT_NE(answer.value("warning", "").find("machine"), std::string::npos) << answer.dump();
+    ASSERT_TRUE(stats.contains("warnings") && stats["warnings"].size() == 1) << stats.dump();
+  } else {
+    EXPECT_FALSE(answer.contains("warning")) << answer.dump();
+  }
+  // A "limit" no machine has is refused, and the limit stays.
+  EXPECT_TRUE(IsError(http_request(port, "POST", "/set_max_memory/18446744073709551615"), 400,
+                      "invalid_size"));
+  EXPECT_TRUE(IsError(http_request(port, "POST", "/set_max_memory/2048TB"), 400, "invalid_size"));
+  EXPECT_EQ(get_stats(port).value("max_size", 0ull), 32ull << 30);
 
   r = http_request(port, "POST", "/set_max_memory/1048576");
   ASSERT_TRUE(IsOk(r));
@@ -394,7 +414,7 @@ TEST_F(SemanticsTest, ReleaseRemovesEveryLocation) {
   EXPECT_EQ(stats.value("total_keys", 0ull), 1u);
   EXPECT_EQ(stats.value("disk_keys", 0ull), 1u);
   EXPECT_EQ(stats.value("dram_keys", 1ull), 0u);
-  EXPECT_EQ(stats.value("current_dram_size", 1ull), 0u);
+  EXPECT_EQ(stats.value("dram_value_size", 1ull), 0u);
 }
 
 TEST_F(SemanticsTest, StatsHaveEveryDocumentedField) {
@@ -442,13 +462,19 @@ TEST_F(SemanticsTest, StatsHaveEveryDocumentedField) {
   EXPECT_EQ(s["location_counts"].value("dram", 0ull), 2u);
   EXPECT_EQ(s["location_counts"].value("disk", 0ull), 1u);
   const std::uint64_t json_size = json({{"k", "v"}}).dump().size();
-  EXPECT_EQ(s["current_dram_size"], 1000 + json_size);
+  EXPECT_EQ(s["dram_value_size"], 1000 + json_size);
+  // Every key's metadata (48 bytes and its name) counts against --max-memory, in
+  // whatever tier its value is.
+  EXPECT_EQ(s["metadata_size"], 3 * (48 + 2));
+  EXPECT_GE(s["current_dram_size"].get<std::uint64_t>(),
+            s["dram_value_size"].get<std::uint64_t>() + s["metadata_size"].get<std::uint64_t>());
   EXPECT_EQ(s["current_size"], s["current_dram_size"]);
   EXPECT_GE(s["disk_usage"].get<std::uint64_t>(), 5000u);
   EXPECT_EQ(s["move_threads"], 3u);
   EXPECT_EQ(s["active_moves"], 0u);
   EXPECT_EQ(fs::weakly_canonical(s["disk_path"].get<std::string>()), fs::weakly_canonical(disk()));
-  EXPECT_NEAR(s["dram_usage_percent"].get<double>(), 100.0 * (1000 + json_size) / (64.0 * MiB), 1e-6);
+  EXPECT_NEAR(s["dram_usage_percent"].get<double>(),
+              100.0 * s["current_dram_size"].get<double>() / (64.0 * MiB), 1e-6);
   EXPECT_GT(s["memory_info"]["total"].get<double>(), 0.0);
 }
 

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,19 +46,34 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
-TestServer::TestServer(std::filesystem::path disk_path, std::vector<std::string> extra_args) {
+TestServer::TestServer(std::filesystem::path disk_path, std::vector<std::string> extra_args)
+    : TestServer(std::move(disk_path), ProcessOptions{std::move(extra_args)}) {}
+
+TestServer::TestServer(std::filesystem::path disk_path, ProcessOptions process) {
   int out[2];
   if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
   std::vector<std::string> args = {gswarm_binary(), "data",        "start",
                                    "--host",        "127.0.0.1",   "--port",
                                    "0",             "--disk-path", disk_path.string()};
-  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  args.insert(args.end(), process.args.begin(), process.args.end());
   pid_ = ::fork();
   if (pid_ < 0) throw std::runtime_error("fork failed");
   if (pid_ == 0) {
     ::dup2(out[1], STDOUT_FILENO);
     ::close(out[0]);
     ::close(out[1]);
+    if (!process.stderr_path.empty()) {
+      int err = ::open(process.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (err >= 0) ::dup2(err, STDERR_FILENO);
+    }
+    if (process.open_files > 0) {
+      rlimit limit{process.open_files, process.open_files};
+      ::setrlimit(RLIMIT_NOFILE, &limit);
+    }
+    if (process.uid != 0 && (::setgid(process.uid) != 0 || ::setuid(process.uid) != 0)) {
+      std::perror("setuid");
+      ::_exit(126);
+    }
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -27,11 +28,20 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// How to run a server process beyond its arguments.
+struct ProcessOptions {
+  std::vector<std::string> args;  // after --host, --port and --disk-path
+  uid_t uid = 0;                  // run as this user and group (0: as the test does)
+  std::uint64_t open_files = 0;   // soft and hard open-file limit (0: inherited)
+  std::string stderr_path;        // its stderr goes to this file (empty: inherited)
+};
+
 // One server process. The constructor starts it with `--host 127.0.0.1 --port 0`,
 // the given disk path and extra arguments, and waits until it prints its port.
 class TestServer {
  public:
   explicit TestServer(std::filesystem::path disk_path, std::vector<std::string> extra_args = {});
+  TestServer(std::filesystem::path disk_path, ProcessOptions process);
   ~TestServer();  // SIGTERM, then waits
   TestServer(const TestServer&) = delete;
   TestServer& operator=(const TestServer&) = delete;

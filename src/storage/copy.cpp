@@ -1,50 +1,15 @@
-#include "storage/mover.hpp"
+#include "storage/copy.hpp"
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "core/size.hpp"
 #include "storage/device_tier.hpp"
 #include "storage/shared_memory.hpp"
 
 namespace gswarm {
-
-Mover::Mover(int threads) {
-  threads_.reserve(static_cast<std::size_t>(std::max(threads, 1)));
-  for (int i = 0; i < std::max(threads, 1); ++i) threads_.emplace_back([this] { run(); });
-}
-
-Mover::~Mover() {
-  {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-  }
-  ready_.notify_all();
-  for (auto& t : threads_) t.join();
-}
-
-void Mover::submit(std::function<void()> task) {
-  {
-    std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(task));
-  }
-  ready_.notify_one();
-}
-
-void Mover::run() {
-  while (true) {
-    std::function<void()> task;
-    {
-      std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      task = std::move(queue_.front());
-      queue_.pop_front();
-    }
-    task();
-  }
-}
 
 namespace {
 
@@ -65,25 +30,25 @@ std::string method_of(const Extent& src, const Extent& dst) {
 
 }  // namespace
 
-Result<std::string> copy_extent(const Extent& src, Extent& dst,
-                                std::atomic<std::uint64_t>& progress,
+Result<std::string> copy_extent(const Extent& src, Extent& dst, CopyProgress& progress,
                                 std::uint64_t bytes_per_second) {
   const std::uint64_t size = src.size();
   if (dst.size() != size) return make_error(ErrorCode::kInternal, "copy between unequal extents");
   if (auto peer = copy_between_devices(src, dst)) {
-    if (*peer) progress.fetch_add(size, std::memory_order_relaxed);
+    if (*peer) progress.bytes.fetch_add(size, std::memory_order_relaxed);
     return *peer;
   }
   const std::uint64_t chunk = on_device(src) || on_device(dst) ? kDeviceChunk : kChunk;
   const std::byte* src_host = src.host_data();
   std::byte* dst_host = dst.host_data();
-  std::unique_ptr<SharedBuffer> staging;
+  std::unique_ptr<HostBuffer> staging;
   if (src_host == nullptr && dst_host == nullptr) {
-    staging = SharedBuffer::allocate(static_cast<std::size_t>(std::min(size, chunk)));
+    staging = HostBuffer::allocate(static_cast<std::size_t>(std::min(size, chunk)));
     if (!staging) return make_error(ErrorCode::kOverLimit, "out of memory for a staging buffer");
   }
   const auto start = std::chrono::steady_clock::now();
   for (std::uint64_t offset = 0; offset < size;) {
+    if (auto stop = progress.stopped(); !stop) return tl::unexpected(stop.error());
     const std::uint64_t n = std::min(chunk, size - offset);
     Result<void> step;
     if (src_host != nullptr && dst_host != nullptr) {
@@ -99,12 +64,16 @@ Result<std::string> copy_extent(const Extent& src, Extent& dst,
     }
     if (!step) return tl::unexpected(step.error());
     offset += n;
-    progress.fetch_add(n, std::memory_order_relaxed);
+    progress.bytes.fetch_add(n, std::memory_order_relaxed);
     if (bytes_per_second > 0) {
       auto due = start + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
                              std::chrono::duration<double>(static_cast<double>(offset) /
                                                            static_cast<double>(bytes_per_second)));
-      std::this_thread::sleep_until(due);
+      // In short naps, so that a cancelled copy stops soon.
+      while (std::chrono::steady_clock::now() < due && progress.stopped()) {
+        std::this_thread::sleep_until(
+            std::min(due, std::chrono::steady_clock::now() + std::chrono::milliseconds(50)));
+      }
     }
   }
   if (dst_host != nullptr) {

@@ -1,0 +1,160 @@
+#include "server/local_socket.hpp"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <random>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
+
+namespace gswarm::server {
+namespace asio = boost::asio;
+using local = asio::local::stream_protocol;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxBusy = 64;
+constexpr std::size_t kMaxRequest = 16 * 1024;
+constexpr int kTimeoutSeconds = 5;
+
+std::string error_line(ErrorCode code, std::string_view detail) {
+  return json({{"detail", detail}, {"code", error_code_name(code)}})
+             .dump(-1, ' ', false, json::error_handler_t::replace) +
+         "\n";
+}
+
+// One exchange on a connected, blocking socket.
+void serve_one(int fd, Store& store) {
+  timeval tv{kTimeoutSeconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  auto reply = [fd](const std::string& line, int passed_fd = -1) {
+    iovec iov{const_cast<char*>(line.data()), line.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    if (passed_fd >= 0) {
+      msg.msg_control = control;
+      msg.msg_controllen = sizeof control;
+      cmsghdr* c = CMSG_FIRSTHDR(&msg);
+      c->cmsg_level = SOL_SOCKET;
+      c->cmsg_type = SCM_RIGHTS;
+      c->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(c), &passed_fd, sizeof(int));
+    }
+    (void)::sendmsg(fd, &msg, MSG_NOSIGNAL);
+  };
+
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
+      (peer.uid != ::geteuid() && peer.uid != 0)) {
+    return reply(error_line(ErrorCode::kForbidden,
+                            "read pointers are served only to processes of the server's user"));
+  }
+  std::string request;
+  char buf[4096];
+  while (request.find('\n') == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return;
+    request.append(buf, static_cast<std::size_t>(n));
+    if (request.size() > kMaxRequest) {
+      return reply(error_line(ErrorCode::kTooLarge, "request line too long"));
+    }
+  }
+  json j = json::parse(request.substr(0, request.find('\n')), nullptr, false);
+  if (!j.is_object() || !j.contains("key") || !j["key"].is_string() ||
+      (j.contains("location") && !j["location"].is_string() && !j["location"].is_null())) {
+    return reply(error_line(ErrorCode::kBadRequest,
+                            R"(expected one line {"key": "...", "location": "dram"})"));
+  }
+  std::optional<Location> where;
+  if (j.contains("location") && j["location"].is_string()) {
+    auto parsed = Location::parse(j["location"].get<std::string>());
+    if (!parsed) return reply(error_line(parsed.error().code, parsed.error().message));
+    where = *parsed;
+  }
+  const std::string key = j["key"].get<std::string>();
+  auto exported = store.export_value(key, where);
+  if (!exported) return reply(error_line(exported.error().code, exported.error().message));
+  auto described = store.location(key);
+  json answer = {{"status", "success"},
+                 {"offset", exported->offset},
+                 {"size", exported->size},
+                 {"format", described ? described->format : std::string("bytes")}};
+  reply(answer.dump(-1, ' ', false, json::error_handler_t::replace) + "\n", exported->fd.get());
+}
+
+std::string random_name() {
+  std::random_device rd;
+  return fmt::format("gswarm-{}-{:08x}{:08x}", ::getpid(), rd(), rd());
+}
+
+}  // namespace
+
+LocalSocket::LocalSocket(asio::io_context& io, Store& store, std::string name)
+    : store_(store),
+      name_(std::move(name)),
+      acceptor_(io),
+      retry_(io),
+      busy_(std::make_shared<std::atomic<int>>(0)) {}
+
+Result<std::unique_ptr<LocalSocket>> LocalSocket::open(asio::io_context& io, Store& store) {
+  const std::string name = random_name();
+  std::unique_ptr<LocalSocket> socket(new LocalSocket(io, store, "@" + name));
+  boost::system::error_code ec;
+  local::endpoint endpoint(std::string(1, '\0') + name);
+  socket->acceptor_.open(local(), ec);
+  if (!ec) socket->acceptor_.bind(endpoint, ec);
+  if (!ec) socket->acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    return make_error(
+        ErrorCode::kIo,
+        fmt::format("cannot open the local socket for read pointers: {}", ec.message()));
+  }
+  return socket;
+}
+
+void LocalSocket::start() { accept_next(); }
+
+void LocalSocket::stop() {
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+  retry_.cancel();
+}
+
+void LocalSocket::accept_next() {
+  acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (!ec) {
+      if (busy_->fetch_add(1) >= kMaxBusy) {
+        busy_->fetch_sub(1);  // closing the socket is the answer
+      } else {
+        boost::system::error_code ignored;
+        socket.native_non_blocking(false, ignored);
+        int fd = socket.release(ignored);
+        store_.io().submit([fd, &store = store_, busy = busy_] {
+          serve_one(fd, store);
+          ::close(fd);
+          busy->fetch_sub(1);
+        });
+      }
+    } else {
+      spdlog::debug("local socket: accept failed: {}", ec.message());
+      retry_.expires_after(std::chrono::milliseconds(100));
+      retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) accept_next();
+      });
+      return;
+    }
+    accept_next();
+  });
+}
+
+}  // namespace gswarm::server

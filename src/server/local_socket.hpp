@@ -1,0 +1,49 @@
+// LocalSocket: where processes on this machine open read pointers
+// (doc/read-pointers.md). An abstract Unix socket ("@gswarm-<pid>-<random>"),
+// so nothing is created in the file system for anyone to plant or replace.
+//
+// A client connects, sends one line of JSON, {"key": k, "location": l}, and gets
+// one line back: {"status": "success", "offset", "size", "format"} with one
+// read-only descriptor of exactly that value's bytes attached (SCM_RIGHTS), or
+// {"detail", "code"} without one. Only processes running as the server's user
+// (or root) are answered (SO_PEERCRED); the server itself is not dumpable, so
+// they cannot reach its memory or other descriptors through /proc instead.
+//
+// Accepts on the event loop it is opened on; each exchange runs on the Store's
+// io pool with a 5 second limit.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <gswarm/error.hpp>
+
+#include "storage/store.hpp"
+
+namespace gswarm::server {
+
+class LocalSocket {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<LocalSocket>> open(boost::asio::io_context& io,
+                                                                 Store& store);
+  // "@gswarm-...": '@' stands for the leading NUL of an abstract socket name.
+  const std::string& name() const { return name_; }
+  void start();
+  void stop();
+
+ private:
+  LocalSocket(boost::asio::io_context& io, Store& store, std::string name);
+  void accept_next();
+
+  Store& store_;
+  std::string name_;
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  boost::asio::steady_timer retry_;         // after a failed accept (out of descriptors)
+  std::shared_ptr<std::atomic<int>> busy_;  // exchanges in flight
+};
+
+}  // namespace gswarm::server
