@@ -126,7 +126,7 @@ struct Server::Impl {
         beast::error_code ignored;
         if (conn->drain_deadline < now) {
           conn->socket.close(ignored);
-        } else if (conn->deadline < now && !conn->timed_out) {
+        } else if (conn->deadline < now && !conn->timed_out && !conn->write_progressed()) {
           conn->timed_out = true;
           conn->socket.cancel(ignored);
         }

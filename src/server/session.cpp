@@ -1,5 +1,8 @@
 #include "server/session.hpp"
 
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+
 #include <array>
 #include <cstring>
 #include <optional>
@@ -115,7 +118,7 @@ asio::awaitable<beast::error_code> write_all(Connection& conn, const Buffers& bu
                                              std::chrono::seconds timeout) {
   beast::buffers_suffix<Buffers> rest(buffers);
   while (asio::buffer_size(rest) > 0) {
-    conn.arm(timeout);
+    conn.arm_write(timeout);
     auto [ec, n] = co_await conn.socket.async_write_some(rest, kAwait);
     conn.disarm();
     if (ec) co_return ec;
@@ -430,7 +433,28 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   co_return out;
 }
 
+int send_queue_of(asio::ip::tcp::socket& socket) {
+  int queued = 0;
+  if (::ioctl(socket.native_handle(), SIOCOUTQ, &queued) != 0) return -1;
+  return queued;
+}
+
 }  // namespace
+
+void Connection::arm_write(std::chrono::seconds timeout) {
+  arm(timeout);
+  writing = true;
+  send_queue = send_queue_of(socket);
+}
+
+bool Connection::write_progressed() {
+  if (!writing) return false;
+  const int now_queued = send_queue_of(socket);
+  if (now_queued < 0 || now_queued >= send_queue) return false;
+  send_queue = now_queued;
+  deadline = std::min(Clock::now() + armed_for, drain_deadline);
+  return true;
+}
 
 asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
                             ConnectionSet& connections) {

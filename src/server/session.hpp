@@ -22,23 +22,38 @@ namespace gswarm::server {
 // passes: cheaper than arming a timer per read and write, and the connection
 // stays usable to answer 408. A deadline is re-armed after every read or write
 // that made progress, so it measures time without progress, not the length of
-// a transfer. Only touched on its event loop's thread.
+// a transfer. While a write waits, the kernel's send queue tells whether the
+// client is still taking bytes (the socket turns writable only once much of a
+// large send buffer has drained): the sweeper re-arms the deadline as long as
+// that queue shrinks. Only touched on its event loop's thread.
 struct Connection {
   using Clock = std::chrono::steady_clock;
   explicit Connection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
 
   void arm(std::chrono::seconds timeout) {
+    armed_for = timeout;
     deadline = std::min(Clock::now() + timeout, drain_deadline);
     timed_out = false;
   }
-  void disarm() { deadline = drain_deadline; }
+  void disarm() {
+    deadline = drain_deadline;
+    writing = false;
+  }
+  // Arms for a write: remembers how much the send queue held.
+  void arm_write(std::chrono::seconds timeout);
+  // The deadline passed: true when the client took bytes since it was armed
+  // (the deadline is then moved on), false when the write really stalled.
+  bool write_progressed();
 
   boost::asio::ip::tcp::socket socket;
   Clock::time_point deadline = Clock::time_point::max();
   // When the server stops: the moment this connection is closed, whatever it does.
   Clock::time_point drain_deadline = Clock::time_point::max();
+  std::chrono::seconds armed_for{0};
   bool timed_out = false;  // the sweeper cancelled the pending operation
   bool idle = true;        // waiting for a request
+  bool writing = false;    // waiting for a write; send_queue is meaningful
+  int send_queue = 0;      // bytes the kernel still held when the write was armed
 };
 
 // Connections of one event loop; only touched on that loop's thread.
