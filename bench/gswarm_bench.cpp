@@ -2,6 +2,7 @@
 //
 //   gswarm_bench throughput --port P [--host H] --size N [--count K] [--warmup W]
 //                           [--key KEY] [--redis] [--verify] [--print-rounds]
+//                           [--location L] [--write-only]
 //       Writes a value of N bytes K times, then reads it K times, over one TCP
 //       connection, and prints MB/s and GiB/s for each direction. gswarm: raw
 //       POST /write_extended (application/octet-stream) and GET /read_extended with
@@ -11,6 +12,8 @@
 //       The value to send and the buffer that receives it are allocated and touched
 //       before timing; the body is received straight into that buffer (at most one
 //       small header read's worth of body bytes is copied out of the header buffer).
+//       --location: write to that gswarm location (disk, pinned_dram); --write-only:
+//       skip the reads (only DRAM values can be read), read_Bps is then 0.
 //
 //   gswarm_bench prefill --port P [--host H] --size N --keys M [--prefix p] [--json]
 //                        [--connections C] [--width W] [--redis]
@@ -208,8 +211,10 @@ void check_status(Connection& conn, const HttpHead& head, const char* what) {
 
 // ---- gswarm (HTTP) ----
 
-void http_write_raw(Connection& conn, const std::string& key, const char* data, std::size_t size) {
-  std::string head = "POST /write_extended?key=" + key + " HTTP/1.1\r\nHost: " + conn.host_header() +
+void http_write_raw(Connection& conn, const std::string& key, const char* data, std::size_t size,
+                    const std::string& location = "") {
+  std::string target = "/write_extended?key=" + key + (location.empty() ? "" : "&location=" + location);
+  std::string head = "POST " + target + " HTTP/1.1\r\nHost: " + conn.host_header() +
                      "\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
                      std::to_string(size) + "\r\n\r\n";
   conn.send(head, data, size);
@@ -284,6 +289,8 @@ struct Args {
   bool json = false;
   bool verify = false;
   bool print_rounds = false;
+  bool write_only = false;
+  std::string location;
 };
 
 void usage() {
@@ -291,6 +298,7 @@ void usage() {
       "usage:\n"
       "  gswarm_bench throughput --port P [--host H] --size N [--count K] [--warmup W]\n"
       "                          [--key KEY] [--redis] [--verify] [--print-rounds]\n"
+      "                          [--location L] [--write-only]\n"
       "  gswarm_bench prefill --port P [--host H] --size N --keys M [--prefix p] [--json]\n"
       "                       [--connections C] [--width W] [--redis]\n",
       stderr);
@@ -321,6 +329,8 @@ Args parse_args(int argc, char** argv) {
     else if (arg == "--json") a.json = true;
     else if (arg == "--verify") a.verify = true;
     else if (arg == "--print-rounds") a.print_rounds = true;
+    else if (arg == "--write-only") a.write_only = true;
+    else if (arg == "--location") a.location = value();
     else usage();
   }
   if (a.port.empty() || a.size == 0) usage();
@@ -348,13 +358,13 @@ double seconds_since(Clock::time_point t0) {
 int run_throughput(const Args& a) {
   const std::size_t n = a.size;
   Buffer value(n);
-  Buffer dest(n);
+  Buffer dest(a.write_only ? 0 : n);
   fill_pattern(value);
   Connection conn(a.host, a.port);
 
   auto write_once = [&] {
     if (a.redis) redis_set(conn, a.key, value.data(), n);
-    else http_write_raw(conn, a.key, value.data(), n);
+    else http_write_raw(conn, a.key, value.data(), n, a.location);
   };
   auto read_once = [&] {
     if (a.redis) redis_get(conn, a.key, dest, n);
@@ -368,17 +378,20 @@ int run_throughput(const Args& a) {
     write_once();
     write_rounds.push_back(seconds_since(t0));
   }
-  for (int i = 0; i < a.warmup; ++i) read_once();
-  for (int i = 0; i < a.count; ++i) {
-    auto t0 = Clock::now();
-    read_once();
-    read_rounds.push_back(seconds_since(t0));
+  if (!a.write_only) {
+    for (int i = 0; i < a.warmup; ++i) read_once();
+    for (int i = 0; i < a.count; ++i) {
+      auto t0 = Clock::now();
+      read_once();
+      read_rounds.push_back(seconds_since(t0));
+    }
+    if (a.verify && std::memcmp(value.data(), dest.data(), n) != 0) die("read returned different bytes");
   }
-  if (a.verify && std::memcmp(value.data(), dest.data(), n) != 0) die("read returned different bytes");
 
   const char* server = a.redis ? "redis" : "gswarm";
   double bps[2], median_bps[2];
-  for (int d = 0; d < 2; ++d) {
+  bps[1] = median_bps[1] = 0;
+  for (int d = 0; d < (a.write_only ? 1 : 2); ++d) {
     auto& rounds = d == 0 ? write_rounds : read_rounds;
     double sum = 0;
     for (double r : rounds) sum += r;

@@ -61,6 +61,21 @@ def met(r, target):
     return "yes" if r >= target else "**no**"
 
 
+def overhead(data, server):
+    """Resident bytes per key beyond the key and its 10-byte value (keys key:0 ...)."""
+    keys = num(data, f"overhead.{server}", "keys")
+    before = num(data, f"overhead.{server}", "rss_before")
+    after = num(data, f"overhead.{server}", "rss_after")
+    if None in (keys, before, after) or not keys:
+        return None
+    key_bytes = sum(len(f"key:{i}") for i in range(int(keys))) / keys
+    return (after - before) / keys - key_bytes - 10
+
+
+def bytes_per(v):
+    return "n/a" if v is None else f"{v:,.0f}"
+
+
 def size_name(n):
     n = int(n)
     if n >= MIB:
@@ -106,6 +121,15 @@ def main():
         q = ratio(g, iperf)
         w(f"| {op} 256 MiB, MB/s: gswarm vs one iperf3 TCP stream | {mbs(g)} | {mbs(iperf)} "
           f"| {fmt_ratio(q)} | >= 0.8x | {met(q, 0.8)} |")
+    gib = str(1 << 30)
+    g, d = num(data, f"gswarm.disk.{gib}", "write_Bps"), num(data, f"dd.disk.{gib}", "Bps")
+    q = ratio(g, d)
+    w(f"| write 1 GiB to `disk`, MB/s: gswarm raw vs `dd bs=1M conv=fsync` on the same file system "
+      f"| {mbs(g)} | {mbs(d)} | {fmt_ratio(q)} | >= 0.8x | {met(q, 0.8)} |")
+    g, r = overhead(data, "gswarm"), overhead(data, "redis")
+    w(f"| memory per key beyond key and value, bytes (1M keys of 10 B): gswarm vs Redis "
+      f"| {bytes_per(g)} | {bytes_per(r)} | {fmt_ratio(ratio(g, r))} | < 100 B "
+      f"| {'n/a' if g is None else ('yes' if g < 100 else '**no**')} |")
     w("")
 
     # Small values.

@@ -131,6 +131,53 @@ print("redis-benchmark.large.1048576 write_rps=%s read_rps=%s" % (rows["SET"]["r
 EOF
 redis-cli -p "$rport" flushall >/dev/null
 
+# ---- disk: 1 GiB raw writes to the disk tier vs dd on the same file system ---------
+disk_size=1073741824
+log "gswarm: 1 GiB raw writes to disk x 3 (one untimed first)"
+out=$("$bench_bin" throughput --port "$gport" --size "$disk_size" --count 3 --warmup 1 \
+  --location disk --write-only --key bench_disk)
+echo "$out" | grep -v '^RESULT' >&2
+echo "gswarm.disk.$disk_size $(echo "$out" | sed -n 's/^RESULT //p')" >>"$raw"
+curl -s -X DELETE "http://127.0.0.1:$gport/release/bench_disk" >/dev/null
+log "dd: 1 GiB, bs=1M, conv=fsync x 3, next to gswarm's disk directory"
+python3 - "$tmp/dd.bin" "$disk_size" >>"$raw" <<'EOF'
+import os, subprocess, sys, time
+path, size = sys.argv[1], int(sys.argv[2])
+total = 0.0
+for _ in range(3):
+    start = time.monotonic()
+    subprocess.run(["dd", "if=/dev/zero", "of=" + path, "bs=1M", "count=%d" % (size >> 20),
+                    "conv=fsync", "status=none"], check=True)
+    total += time.monotonic() - start
+    os.remove(path)
+print("dd.disk.%d Bps=%.0f" % (size, 3 * size / total))
+EOF
+
+# ---- memory per key: a million keys of 10 B ----------------------------------------
+overhead_keys=${BENCH_OVERHEAD_KEYS:-1000000}
+rss_of() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
+kport_log=$tmp/gswarm-keys.out
+"$gswarm_bin" data start --host 127.0.0.1 --port 0 --disk-path "$tmp/disk-keys" --max-memory 8GB \
+  --log-level warn >"$kport_log" 2>>"$tmp/gswarm.err" &
+kpid=$!
+pids+=($kpid)
+wait_for 30 grep -q "listening on" "$kport_log" || { cat "$tmp/gswarm.err" >&2; exit 1; }
+kport=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$kport_log")
+rpid=$(redis-cli -p "$rport" info server | sed -n 's/^process_id:\([0-9]*\).*/\1/p')
+for server in gswarm redis; do
+  if [ $server = gswarm ]; then port=$kport pid=$kpid flag=; else port=$rport pid=$rpid flag=--redis; fi
+  before=$(rss_of "$pid")
+  log "$server: $overhead_keys keys of 10 B (key:0 .. key:$((overhead_keys - 1)))"
+  # shellcheck disable=SC2086
+  "$bench_bin" prefill --port "$port" $flag --size 10 --keys "$overhead_keys" --prefix key: \
+    --connections 8 >&2
+  sleep 1
+  after=$(rss_of "$pid")
+  echo "overhead.$server keys=$overhead_keys rss_before=$before rss_after=$after" >>"$raw"
+done
+kill "$kpid"
+redis-cli -p "$rport" flushall >/dev/null
+
 # ---- small values: 50 keep-alive connections ----------------------------------
 run_wrk() {  # run_wrk NAME SCRIPT ARGS...
   local name=$1 script=$2; shift 2

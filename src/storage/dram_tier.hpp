@@ -23,7 +23,10 @@ class DramTier final : public Tier {
  public:
   static constexpr std::uint64_t kSmallValue = std::uint64_t{1} << 20;
 
-  explicit DramTier(std::uint64_t max_memory) : counter_("--max-memory", max_memory) {}
+  explicit DramTier(std::uint64_t max_memory);
+  ~DramTier() override;
+  DramTier(const DramTier&) = delete;
+  DramTier& operator=(const DramTier&) = delete;
 
   Location location() const override { return Location::dram(); }
   Result<ExtentRef> allocate(std::uint64_t size, std::string_view key,
@@ -46,6 +49,7 @@ class DramTier final : public Tier {
  private:
   LimitCounter counter_;
   std::atomic<std::uint64_t> value_bytes_{0};
+  const std::uint32_t index_;  // in the table small extents name their tier by
 };
 
 // The read pointer of a host value: its bytes are handed out by descriptor over
