@@ -22,8 +22,9 @@ using nlohmann::json;
 constexpr std::uint64_t kLargestLimit = std::uint64_t{1} << 50;  // 1 PB
 // Values up to this size are base64-encoded in place; larger ones in pieces.
 constexpr std::uint64_t kInlineBase64 = 64 * kKiB;
-// Keys per piece of a streamed /locations answer.
-constexpr std::size_t kLocationsPiece = 1000;
+// Keys per piece of a streamed /locations answer: 4096-byte keys keep a piece
+// near BodySource::kMaxPiece.
+constexpr std::size_t kLocationsPiece = 256;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 

@@ -17,7 +17,7 @@ struct Limits {
   std::uint64_t max_request_size = 256ull << 20;  // JSON bodies that carry values
   std::uint64_t max_control_size = 64ull << 10;   // JSON bodies of the other endpoints
   std::uint64_t max_value_size = 64ull << 30;     // raw value bodies
-  std::size_t max_page = 10000;                   // keys per /locations page
+  std::size_t max_page = 1000;                    // keys per /locations page (a few MB at most)
 };
 
 // What the server itself holds, for limits and /stats.

@@ -4,6 +4,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <random>
 
@@ -28,11 +29,23 @@ std::string error_line(ErrorCode code, std::string_view detail) {
          "\n";
 }
 
-// One exchange on a connected, blocking socket.
-void serve_one(int fd, Store& store) {
-  timeval tv{kTimeoutSeconds, 0};
+// Limits the next blocking receive or send on `fd` to what is left until `end`;
+// false when nothing is left.
+bool limit_to(int fd, std::chrono::steady_clock::time_point end) {
+  auto left =
+      std::chrono::duration_cast<std::chrono::microseconds>(end - std::chrono::steady_clock::now());
+  if (left.count() <= 0) return false;
+  timeval tv{static_cast<time_t>(left.count() / 1000000),
+             static_cast<suseconds_t>(left.count() % 1000000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  return true;
+}
+
+// One exchange on a connected, blocking socket, over within kTimeoutSeconds.
+void serve_one(int fd, Store& store) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(kTimeoutSeconds);
+  if (!limit_to(fd, end)) return;
   auto reply = [fd](const std::string& line, int passed_fd = -1) {
     iovec iov{const_cast<char*>(line.data()), line.size()};
     msghdr msg{};
@@ -61,6 +74,7 @@ void serve_one(int fd, Store& store) {
   std::string request;
   char buf[4096];
   while (request.find('\n') == std::string::npos) {
+    if (!limit_to(fd, end)) return;
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
     if (n <= 0) return;
     request.append(buf, static_cast<std::size_t>(n));
@@ -82,6 +96,7 @@ void serve_one(int fd, Store& store) {
   }
   const std::string key = j["key"].get<std::string>();
   auto exported = store.export_value(key, where);
+  if (!limit_to(fd, end)) return;
   if (!exported) return reply(error_line(exported.error().code, exported.error().message));
   auto described = store.location(key);
   json answer = {{"status", "success"},
@@ -139,7 +154,7 @@ void LocalSocket::accept_next() {
         boost::system::error_code ignored;
         socket.native_non_blocking(false, ignored);
         int fd = socket.release(ignored);
-        store_.io().submit([fd, &store = store_, busy = busy_] {
+        pool_.submit([fd, &store = store_, busy = busy_] {
           serve_one(fd, store);
           ::close(fd);
           busy->fetch_sub(1);

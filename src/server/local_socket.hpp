@@ -9,8 +9,9 @@
 // (or root) are answered (SO_PEERCRED); the server itself is not dumpable, so
 // they cannot reach its memory or other descriptors through /proc instead.
 //
-// Accepts on the event loop it is opened on; each exchange runs on the Store's
-// io pool with a 5 second limit.
+// Accepts on the event loop it is opened on; each exchange runs on two threads
+// of its own (so slow local clients never hold up requests) and must be over in
+// 5 seconds.
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,7 @@
 #include <gswarm/error.hpp>
 
 #include "storage/store.hpp"
+#include "storage/task_pool.hpp"
 
 namespace gswarm::server {
 
@@ -44,6 +46,7 @@ class LocalSocket {
   boost::asio::local::stream_protocol::acceptor acceptor_;
   boost::asio::steady_timer retry_;         // after a failed accept (out of descriptors)
   std::shared_ptr<std::atomic<int>> busy_;  // exchanges in flight
+  TaskPool pool_{"gswarm-local", 2};        // last: joined first
 };
 
 }  // namespace gswarm::server

@@ -65,29 +65,28 @@ bool out_of_descriptors(const beast::error_code& ec) {
 }
 
 // Answers 503 and closes, reading what the client still sends for a moment so
-// that the answer is not lost to a reset.
-asio::awaitable<void> turn_away(tcp::socket socket, std::string answer,
+// that the answer is not lost to a reset. The socket is shared with the linger
+// timer's handler, which may run after the coroutine is gone.
+asio::awaitable<void> turn_away(std::shared_ptr<tcp::socket> socket, std::string answer,
                                 std::atomic<std::uint64_t>& turning_away) {
-  auto [ec, n] = co_await asio::async_write(socket, asio::buffer(answer), kAwait);
+  auto [ec, n] = co_await asio::async_write(*socket, asio::buffer(answer), kAwait);
   if (!ec) {
     beast::error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
-    asio::steady_timer linger(socket.get_executor(), kTurnAwayLinger);
-    linger.async_wait([&socket](beast::error_code e) {
-      if (!e) {
-        beast::error_code ignored2;
-        socket.cancel(ignored2);
-      }
+    socket->shutdown(tcp::socket::shutdown_send, ignored);
+    asio::steady_timer linger(socket->get_executor(), kTurnAwayLinger);
+    linger.async_wait([socket](beast::error_code e) {
+      beast::error_code ignored2;
+      if (!e) socket->cancel(ignored2);
     });
     char sink[4096];
     while (true) {
-      auto [rec, got] = co_await socket.async_read_some(asio::buffer(sink), kAwait);
+      auto [rec, got] = co_await socket->async_read_some(asio::buffer(sink), kAwait);
       if (rec) break;
     }
     linger.cancel();
   }
   beast::error_code ignored;
-  socket.close(ignored);
+  socket->close(ignored);
   turning_away.fetch_sub(1, std::memory_order_relaxed);
 }
 
@@ -160,8 +159,11 @@ struct Server::Impl {
       } else {
         state.connections.fetch_add(1, std::memory_order_relaxed);
         asio::post(target.io, [this, &target, s = std::move(socket)]() mutable {
+          if (stopping) {  // accepted as the server stopped: its loop may no longer sweep
+            state.connections.fetch_sub(1, std::memory_order_relaxed);
+            return;
+          }
           auto conn = std::make_shared<Connection>(std::move(s));
-          conn->drain_deadline = drain_deadline;
           target.connections.insert(conn);
           asio::co_spawn(target.io,
                          serve(conn, SessionEnv{ctx, options, stopping}, target.connections),
@@ -178,8 +180,10 @@ struct Server::Impl {
       return;  // closing it is all we can afford
     }
     asio::post(target.io, [this, &target, s = std::move(socket), d = std::move(detail)]() mutable {
-      asio::co_spawn(target.io, turn_away(std::move(s), canned_503(d), turning_away),
-                     asio::detached);
+      asio::co_spawn(
+          target.io,
+          turn_away(std::make_shared<tcp::socket>(std::move(s)), canned_503(d), turning_away),
+          asio::detached);
     });
   }
 

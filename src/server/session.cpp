@@ -40,10 +40,18 @@ constexpr std::size_t kJsonPadding = 64;            // simdjson's SIMDJSON_PADDI
 constexpr std::size_t kJsonFirst = 64 << 10;        // a JSON body's first allocation
 constexpr std::size_t kJsonReadWindow = 256 << 10;  // bytes made room for per read
 
+// Work that may block a network thread for long is done on the io pool: getting
+// room for a value that is not small DRAM (files, page faults, pinning, device
+// allocation) and handling a large JSON body (parsing, copying).
+constexpr std::uint64_t kInlinePrepare = 1 << 20;
+constexpr std::size_t kInlineJsonBody = 1 << 20;
+
 template <typename T>
 T internal_failure(std::string_view what) {
   if constexpr (std::is_same_v<T, Response>) {
     return error_response(ErrorCode::kInternal, "internal error; the server log has the details");
+  } else if constexpr (std::is_same_v<T, Reply>) {
+    return Reply(internal_failure<Response>(what));
   } else {
     return tl::unexpected(Error{ErrorCode::kInternal, std::string(what)});
   }
@@ -118,7 +126,7 @@ asio::awaitable<beast::error_code> write_all(Connection& conn, const Buffers& bu
                                              std::chrono::seconds timeout) {
   beast::buffers_suffix<Buffers> rest(buffers);
   while (asio::buffer_size(rest) > 0) {
-    conn.arm_write(timeout);
+    conn.arm_write(timeout, asio::buffer_size(rest));
     auto [ec, n] = co_await conn.socket.async_write_some(rest, kAwait);
     conn.disarm();
     if (ec) co_return ec;
@@ -182,6 +190,12 @@ asio::awaitable<bool> write_pieces(Connection& conn, const Response& res, bool k
     }
     if (!*more) break;
     if (piece->empty()) continue;
+    if (piece->size() > held->bytes()) {  // a piece larger than most: count all of it
+      if (auto ok = held->grow(piece->size() - held->bytes()); !ok) {
+        spdlog::warn("answer cut short: {}", ok.error().message);
+        co_return false;
+      }
+    }
     beast::error_code ec;
     if (chunked) {
       std::string size_line = fmt::format("{:x}\r\n", piece->size());
@@ -285,8 +299,9 @@ asio::awaitable<std::optional<Outcome>> stream_value(Connection& conn, beast::fl
       static_cast<std::size_t>(std::min<std::uint64_t>(kStreamChunk, pending->size()));
   auto held = BufferCharge::take(env.ctx, 2 * chunk);
   if (!held) co_return failed(held.error());
-  std::array<std::unique_ptr<std::byte[]>, 2> buffers = {std::make_unique<std::byte[]>(chunk),
-                                                         std::make_unique<std::byte[]>(chunk)};
+  std::array<std::unique_ptr<std::byte[]>, 2> buffers = {
+      std::make_unique_for_overwrite<std::byte[]>(chunk),
+      std::make_unique_for_overwrite<std::byte[]>(chunk)};
   auto executor = co_await asio::this_coro::executor;
   std::shared_ptr<Background<Result<void>>> writing;
   std::uint64_t remaining = pending->size();
@@ -385,7 +400,17 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     }
     std::shared_ptr<PendingWrite> pending;
     if (raw_target && !raw_target->json()) {
-      auto prepared = prepare_raw_value(*raw_target, length, env.ctx);
+      Result<PendingWrite> prepared;
+      if (raw_target->location == Location::dram() && length < kInlinePrepare) {
+        prepared = prepare_raw_value(*raw_target, length, env.ctx);
+      } else {
+        auto executor = co_await asio::this_coro::executor;
+        const RawTarget& where = *raw_target;
+        auto task = start<Result<PendingWrite>>(
+            env.ctx.store.io(), executor,
+            [&where, length, &env] { return prepare_raw_value(where, length, env.ctx); });
+        prepared = co_await finish(task);
+      }
       if (!prepared) co_return failed(prepared.error(), out.body_consumed);
       pending = std::make_shared<PendingWrite>(std::move(*prepared));
     }
@@ -414,14 +439,23 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     if (pending) req.value.emplace(std::move(*pending));
   }
 
-  Reply reply = [&] {
+  auto call_handler = [&req, &route, &env] {
     try {
       return route.handler(req, env.ctx);
     } catch (const std::exception& e) {
       spdlog::error("{} {}: {}", req.method, req.path, e.what());
       return Reply(internal_failure<Response>(e.what()));
     }
-  }();
+  };
+  std::optional<Reply> handled;
+  if (req.body.size() > kInlineJsonBody) {
+    auto executor = co_await asio::this_coro::executor;
+    auto task = start<Reply>(env.ctx.store.io(), executor, call_handler);
+    handled.emplace(co_await finish(task));
+  } else {
+    handled.emplace(call_handler());
+  }
+  Reply& reply = *handled;
   if (reply.blocking) {
     TaskPool& pool = reply.lane == Lane::kMove ? env.ctx.store.movers() : env.ctx.store.io();
     auto executor = co_await asio::this_coro::executor;
@@ -441,16 +475,18 @@ int send_queue_of(asio::ip::tcp::socket& socket) {
 
 }  // namespace
 
-void Connection::arm_write(std::chrono::seconds timeout) {
+void Connection::arm_write(std::chrono::seconds timeout, std::size_t bytes) {
+  constexpr std::size_t kSmallWrite = 64 << 10;
   arm(timeout);
   writing = true;
-  send_queue = send_queue_of(socket);
+  send_queue = bytes > kSmallWrite ? send_queue_of(socket) : -1;
 }
 
 bool Connection::write_progressed() {
   if (!writing) return false;
   const int now_queued = send_queue_of(socket);
-  if (now_queued < 0 || now_queued >= send_queue) return false;
+  if (now_queued < 0) return false;
+  if (send_queue >= 0 && now_queued >= send_queue) return false;
   send_queue = now_queued;
   deadline = std::min(Clock::now() + armed_for, drain_deadline);
   return true;

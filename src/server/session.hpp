@@ -39,8 +39,11 @@ struct Connection {
     deadline = drain_deadline;
     writing = false;
   }
-  // Arms for a write: remembers how much the send queue held.
-  void arm_write(std::chrono::seconds timeout);
+  // Arms for a write of `bytes`. For large ones it notes how much the send queue
+  // holds; for small ones (most answers, which fit in the socket's buffer) it
+  // saves that system call and notes it only if the deadline passes, giving the
+  // write one more period to show progress.
+  void arm_write(std::chrono::seconds timeout, std::size_t bytes);
   // The deadline passed: true when the client took bytes since it was armed
   // (the deadline is then moved on), false when the write really stalled.
   bool write_progressed();
@@ -53,7 +56,7 @@ struct Connection {
   bool timed_out = false;  // the sweeper cancelled the pending operation
   bool idle = true;        // waiting for a request
   bool writing = false;    // waiting for a write; send_queue is meaningful
-  int send_queue = 0;      // bytes the kernel still held when the write was armed
+  int send_queue = -1;     // bytes the kernel held when last looked at; -1: not looked at
 };
 
 // Connections of one event loop; only touched on that loop's thread.

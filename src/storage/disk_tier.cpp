@@ -206,6 +206,7 @@ class DiskExtent final : public Extent {
       if (!fsync_dir(path_.parent_path())) {
         int err = errno;
         ::unlink(path_.c_str());
+        fsync_dir(path_.parent_path());  // best effort: the write is answered as failed
         return tl::unexpected(disk_error("cannot fsync directory", path_.parent_path(), err));
       }
       published_ = true;

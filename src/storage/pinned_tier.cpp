@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -98,11 +99,16 @@ struct PinnedTier::Pool {
         std::lower_bound(sizes.begin(), sizes.end(), std::max<std::size_t>(size, 1)) -
         sizes.begin());
   }
-  // A slot of class `c`, or nullptr with errno set when no memory could be pinned.
-  std::byte* take_slot(std::size_t c) {
+  // A slot of class `c`, or nullptr with errno set when no memory could be
+  // pinned (ENOSPC: slabs would lock more than `limit` bytes; 0: no limit).
+  std::byte* take_slot(std::size_t c, std::uint64_t limit) {
     std::lock_guard lock(mutex);
     auto& slots = free_slots[c];
     if (slots.empty()) {
+      if (limit != 0 && (slab_segments.size() + 1) * kSlabSegment > limit) {
+        errno = ENOSPC;
+        return nullptr;
+      }
       void* p = ::mmap(nullptr, kSlabSegment, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
       if (p == MAP_FAILED) return nullptr;
@@ -127,6 +133,10 @@ struct PinnedTier::Pool {
     std::lock_guard lock(mutex);
     free_slots[c].push_back(slot);
   }
+  std::uint64_t slab_bytes() {
+    std::lock_guard lock(mutex);
+    return slab_segments.size() * kSlabSegment;
+  }
 
   std::shared_ptr<DeviceBackend> backend;
   const std::vector<std::size_t> sizes;
@@ -139,7 +149,7 @@ struct PinnedTier::Pool {
 
 namespace {
 
-// A small pinned value in a slab slot.
+// A small pinned value in a slab slot; the slot's whole size is counted.
 class SlabPinnedExtent final : public Extent {
  public:
   SlabPinnedExtent(std::byte* data, std::uint32_t size, std::uint32_t size_class,
@@ -151,7 +161,7 @@ class SlabPinnedExtent final : public Extent {
         counter_(std::move(counter)) {}
   ~SlabPinnedExtent() override {
     pool_->give_slot(class_, data_);
-    counter_->release(size_);
+    counter_->release(pool_->sizes[class_]);
   }
 
   Location location() const override { return Location::pinned_dram(); }
@@ -207,18 +217,29 @@ PinnedTier::PinnedTier(std::uint64_t max_pinned, std::shared_ptr<DeviceBackend> 
 PinnedTier::~PinnedTier() = default;
 
 Result<ExtentRef> PinnedTier::allocate(std::uint64_t size, std::string_view, std::string_view) {
-  if (auto ok = counter_->reserve(size, "pinned memory"); !ok) return tl::unexpected(ok.error());
   if (size < kSmallValue) {
     const std::size_t c = pool_->class_of(size);
-    std::byte* slot = pool_->take_slot(c);
+    const std::uint64_t slot_size = pool_->sizes[c];
+    if (auto ok = counter_->reserve(slot_size, "pinned memory"); !ok)
+      return tl::unexpected(ok.error());
+    std::byte* slot = pool_->take_slot(c, counter_->limit());
     if (slot == nullptr) {
       int err = errno;
-      counter_->release(size);
+      counter_->release(slot_size);
+      if (err == ENOSPC) {
+        return make_error(
+            ErrorCode::kOverLimit,
+            fmt::format("not enough pinned memory: the slabs that hold small pinned "
+                        "values already lock {} (--max-pinned {}); release some "
+                        "small pinned values or raise --max-pinned",
+                        format_size(pool_->slab_bytes()), format_size(counter_->limit())));
+      }
       return tl::unexpected(cannot_pin(kSlabSegment, err));
     }
     return ExtentRef(new SlabPinnedExtent(slot, static_cast<std::uint32_t>(size),
                                           static_cast<std::uint32_t>(c), pool_, counter_));
   }
+  if (auto ok = counter_->reserve(size, "pinned memory"); !ok) return tl::unexpected(ok.error());
   const std::size_t capacity = (size + 4095) / 4096 * 4096;
   if (auto cached = pool_->take(capacity)) {
     cached->block.size = size;

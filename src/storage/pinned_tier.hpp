@@ -5,7 +5,9 @@
 //
 // Small values (under kSmallValue) are packed into pinned slabs, as small DRAM
 // values are packed on the heap: many tiny pinned values cost no descriptor and
-// no pinning call each. Larger values get a shared segment of their own, which
+// no pinning call each. A small value counts as its slot's size (64 bytes at
+// least); slab memory stays locked for reuse, and the slabs together lock at
+// most --max-pinned. Larger values get a shared segment of their own, which
 // another local process can be handed without a copy.
 #pragma once
 

@@ -155,7 +155,10 @@ Store::~Store() {
   movers_.reset();
   io_.reset();
   for (auto& shard : shards_) {
-    for (Node* node : shard.nodes) Node::destroy(node);
+    for (Node* node : shard.nodes) {
+      FormatTable::release(node->entry.format);
+      Node::destroy(node);
+    }
     shard.nodes.clear();
   }
 }
@@ -169,13 +172,13 @@ Result<std::unique_ptr<Store>> Store::open(const StoreOptions& options) {
   if (!recovered) return tl::unexpected(recovered.error());
   std::size_t installed = 0;
   for (auto& value : *recovered) {
-    auto format = FormatTable::intern(value.format);
-    if (auto ok = validate_key(value.key); !ok || !format) {
+    if (!validate_key(value.key) || !validate_format(value.format)) {
       spdlog::warn("disk: not serving a value whose key or format this version does not accept");
       continue;
     }
-    if (store->install(value.key, std::move(value.extent), *format, /*recovered=*/true))
+    if (store->install(value.key, std::move(value.extent), value.format, KeyCharge::kRecovered)) {
       ++installed;
+    }
   }
   if (installed > 0) {
     spdlog::info("recovered {} keys from {}", installed, store->disk_->root().string());
@@ -258,12 +261,37 @@ std::vector<Store::Replica> Store::take_replicas(Entry& entry) {
   return out;
 }
 
-void Store::retire(std::vector<Replica>& replicas) {
-  for (auto& r : replicas) {
-    if (r.progress) r.progress->cancelled.store(true, std::memory_order_relaxed);
-    if (r.extent) r.extent->discard();
+void Store::note_retiring(Shard& shard, std::string_view key, std::vector<Replica>& old) {
+  auto it = shard.retiring.find(key);
+  const std::size_t earlier = it == shard.retiring.end() ? 0 : it->second.size();
+  for (const auto& r : old) {
+    if (!r.extent || r.location != Location::disk()) continue;
+    if (it == shard.retiring.end()) it = shard.retiring.try_emplace(std::string(key)).first;
+    it->second.push_back(r.extent);
   }
-  replicas.clear();
+  for (std::size_t i = 0; i < earlier; ++i) {
+    old.push_back(Replica{it->second[i], Location::disk(), CopyStatus::kComplete, {}});
+  }
+}
+
+void Store::retire(Shard& shard, std::string_view key, std::vector<Replica>& old) {
+  std::vector<Extent*> gone;
+  for (auto& r : old) {
+    if (r.progress) r.progress->cancelled.store(true, std::memory_order_relaxed);
+    if (!r.extent) continue;
+    r.extent->discard();  // waits for another thread's unlink of the same file
+    if (r.location == Location::disk()) gone.push_back(r.extent.get());
+  }
+  if (!gone.empty()) {
+    std::lock_guard lock(shard.mutex);
+    if (auto it = shard.retiring.find(key); it != shard.retiring.end()) {
+      std::erase_if(it->second, [&](const ExtentRef& e) {
+        return std::find(gone.begin(), gone.end(), e.get()) != gone.end();
+      });
+      if (it->second.empty()) shard.retiring.erase(it);
+    }
+  }
+  old.clear();
 }
 
 Result<PendingWrite> Store::prepare_write(std::string key, Location location, std::uint64_t size,
@@ -272,10 +300,8 @@ Result<PendingWrite> Store::prepare_write(std::string key, Location location, st
   if (auto ok = validate_format(format); !ok) return tl::unexpected(ok.error());
   if (auto ok = check_location(location); !ok) return tl::unexpected(ok.error());
   if (stopping_.load(std::memory_order_relaxed)) return shutting_down();
-  auto format_id = FormatTable::intern(format);
-  if (!format_id) return tl::unexpected(format_id.error());
   PendingWrite pending;
-  pending.format_ = *format_id;
+  pending.format_ = std::string(format);
   pending.location_ = location;
   pending.needs_io_ = location == Location::disk();
   bool new_key = true;
@@ -293,6 +319,7 @@ Result<PendingWrite> Store::prepare_write(std::string key, Location location, st
         }
       }
     }
+    pending.needs_io_ = pending.needs_io_ || shard.retiring.contains(std::string_view(key));
   }
   // A new key's metadata must fit too: say so now, before any byte arrives.
   if (new_key) {
@@ -312,8 +339,24 @@ Result<WriteResult> Store::commit_write(PendingWrite pending) {
   if (pending.received_ != pending.size()) {
     return make_error(ErrorCode::kInternal, "committing a value whose bytes did not all arrive");
   }
-  if (auto ok = pending.extent_->seal(); !ok) return tl::unexpected(ok.error());
-  auto result = install(pending.key_, pending.extent_, pending.format_);
+  // A new key's metadata is reserved before the value becomes durable: a write
+  // refused for lack of room must leave nothing on disk.
+  const bool reserved =
+      dram_->counter().reserve(key_charge(pending.key_), "DRAM (key metadata)").has_value();
+  if (!reserved) {
+    Shard& shard = shard_for(pending.key_);
+    std::lock_guard lock(shard.mutex);
+    if (!shard.nodes.contains(std::string_view(pending.key_))) {
+      return tl::unexpected(
+          dram_->counter().check(key_charge(pending.key_), "DRAM (key metadata)").error());
+    }
+  }
+  if (auto ok = pending.extent_->seal(); !ok) {
+    if (reserved) dram_->counter().release(key_charge(pending.key_));
+    return tl::unexpected(ok.error());
+  }
+  auto result = install(pending.key_, pending.extent_, pending.format_,
+                        reserved ? KeyCharge::kReserved : KeyCharge::kReserve);
   if (!result) pending.extent_->discard();
   return result;
 }
@@ -326,9 +369,15 @@ Result<WriteResult> Store::write(std::string key, std::span<const std::byte> val
   return commit_write(std::move(*pending));
 }
 
-Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::uint16_t format,
-                                   bool recovered) {
-  WriteResult result{extent->location(), extent->size(), std::string(FormatTable::name(format))};
+Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::string_view format,
+                                   KeyCharge charge) {
+  WriteResult result{extent->location(), extent->size(), std::string(format)};
+  const std::uint64_t key_bytes = key_charge(key);
+  auto format_id = FormatTable::acquire(format);
+  if (!format_id) {
+    if (charge == KeyCharge::kReserved) dram_->counter().release(key_bytes);
+    return tl::unexpected(format_id.error());
+  }
   std::vector<Replica> old;
   Shard& shard = shard_for(key);
   {
@@ -336,13 +385,15 @@ Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::
     auto it = shard.nodes.find(key);
     Node* node = nullptr;
     if (it == shard.nodes.end()) {
-      const std::uint64_t charge = key_charge(key);
-      if (recovered) {
-        dram_->counter().add(charge);
-      } else if (auto ok = dram_->counter().reserve(charge, "DRAM (key metadata)"); !ok) {
-        return tl::unexpected(ok.error());
+      if (charge == KeyCharge::kRecovered) {
+        dram_->counter().add(key_bytes);
+      } else if (charge == KeyCharge::kReserve) {
+        if (auto ok = dram_->counter().reserve(key_bytes, "DRAM (key metadata)"); !ok) {
+          FormatTable::release(*format_id);
+          return tl::unexpected(ok.error());
+        }
       }
-      metadata_bytes_.fetch_add(charge, std::memory_order_relaxed);
+      metadata_bytes_.fetch_add(key_bytes, std::memory_order_relaxed);
       node = Node::create(key);
       shard.nodes.insert(node);
       total_keys_.fetch_add(1, std::memory_order_relaxed);
@@ -350,16 +401,19 @@ Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::
       node = *it;
       count(node->entry, -1);
       old = take_replicas(node->entry);
+      FormatTable::release(node->entry.format);
+      if (charge == KeyCharge::kReserved) dram_->counter().release(key_bytes);
     }
+    note_retiring(shard, key, old);
     Entry& entry = node->entry;
     entry.version = next_version_.fetch_add(1, std::memory_order_relaxed);
-    entry.format = format;
+    entry.format = *format_id;
     entry.primary = std::move(extent);
     entry.last_accessed = unix_seconds();
     count(entry, +1);
   }
   GSWARM_TEST_POINT("store.installed");
-  retire(old);
+  retire(shard, key, old);
   return result;
 }
 
@@ -377,28 +431,35 @@ Result<ValueView> Store::read(std::string_view key) {
                                   key, where.name(), key));
   }
   entry.last_accessed = unix_seconds();
-  return ValueView{entry.primary, FormatTable::name(entry.format)};
+  return ValueView{entry.primary, std::string(FormatTable::name(entry.format))};
 }
 
 Result<void> Store::release(std::string_view key) {
   std::vector<Replica> old;
+  bool found = false;
   Shard& shard = shard_for(key);
   {
     std::lock_guard lock(shard.mutex);
-    auto it = shard.nodes.find(key);
-    if (it == shard.nodes.end()) return key_not_found(key);
-    Node* node = *it;
-    count(node->entry, -1);
-    old = take_replicas(node->entry);
-    const std::uint64_t charge = key_charge(key);
-    shard.nodes.erase(it);
-    Node::destroy(node);
-    dram_->counter().release(charge);
-    metadata_bytes_.fetch_sub(charge, std::memory_order_relaxed);
-    total_keys_.fetch_sub(1, std::memory_order_relaxed);
+    if (auto it = shard.nodes.find(key); it != shard.nodes.end()) {
+      found = true;
+      Node* node = *it;
+      count(node->entry, -1);
+      old = take_replicas(node->entry);
+      FormatTable::release(node->entry.format);
+      const std::uint64_t charge = key_charge(key);
+      shard.nodes.erase(it);
+      Node::destroy(node);
+      dram_->counter().release(charge);
+      metadata_bytes_.fetch_sub(charge, std::memory_order_relaxed);
+      total_keys_.fetch_sub(1, std::memory_order_relaxed);
+    }
+    // Also when not found: that answer says the key is gone, so a file another
+    // operation is still removing must be gone before it is given.
+    note_retiring(shard, key, old);
   }
-  GSWARM_TEST_POINT("store.released");
-  retire(old);
+  if (found) GSWARM_TEST_POINT("store.released");
+  retire(shard, key, old);
+  if (!found) return key_not_found(key);
   return {};
 }
 
@@ -462,7 +523,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
 
   ExtentRef source;
   std::uint64_t version = 0;
-  std::uint16_t format = 0;
+  std::string format;        // a copy: the entry's tag may be forgotten once the lock is gone
   std::vector<Replica> old;  // replicas the move retires, outside the lock
   std::optional<MoveResult> already;
   {
@@ -504,6 +565,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
         entry.extras.reset();
         count(entry, +1);
       }
+      note_retiring(shard, key, old);
     } else {
       if (moving) {
         return make_error(ErrorCode::kConflict,
@@ -514,11 +576,11 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
       entry.extras->replicas.push_back(
           Replica{nullptr, destination, CopyStatus::kCopying, progress});
       version = entry.version;
-      format = entry.format;
+      format = FormatTable::name(entry.format);
     }
   }
   if (already) {
-    retire(old);  // disk files are unlinked outside the lock
+    retire(shard, key, old);  // disk files are unlinked outside the lock
     return *already;
   }
   active_moves_.fetch_add(1, std::memory_order_relaxed);
@@ -535,6 +597,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   // Ends the move: `done` becomes a replica, or (null) the placeholder goes.
   // False when the key was overwritten or released meanwhile.
   auto finish = [&](ExtentRef done) {
+    const bool copied = static_cast<bool>(done);
     return with_entry([&](Entry& entry) {
       auto& extras = *entry.extras;
       extras.moving = false;
@@ -551,6 +614,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
         count(entry, +1);
       }
       if (entry.extras && entry.extras->replicas.empty()) entry.extras.reset();
+      if (copied) note_retiring(shard, key, old);
     });
   };
   auto fail = [&](Error error) -> Result<MoveResult> {
@@ -560,7 +624,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   };
 
   const std::uint64_t size = source->size();
-  auto allocated = tier(destination)->allocate(size, key, FormatTable::name(format));
+  auto allocated = tier(destination)->allocate(size, key, format);
   if (!allocated) return fail(allocated.error());
   ExtentRef copy = std::move(*allocated);
   // Attached to its placeholder, the copy is retired by a write or release of
@@ -588,7 +652,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
     return changed_during_move(key);
   }
   GSWARM_TEST_POINT("move.installed");
-  retire(old);
+  retire(shard, key, old);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return MoveResult{source->location(), destination,         size, seconds,

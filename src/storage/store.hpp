@@ -35,6 +35,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include <boost/unordered/unordered_flat_set.hpp>
@@ -112,7 +113,7 @@ struct MoveResult {
 // A DRAM value being read: holds the bytes alive after the key changes.
 struct ValueView {
   ConstExtentRef extent;
-  std::string_view format;  // interned: valid for the life of the process
+  std::string format;
   std::span<const std::byte> bytes() const { return {extent->host_data(), extent->size()}; }
   std::string_view text() const {
     return {reinterpret_cast<const char*>(extent->host_data()), extent->size()};
@@ -170,7 +171,7 @@ class PendingWrite {
  private:
   friend class Store;
   std::string key_;
-  std::uint16_t format_ = 0;
+  std::string format_;
   Location location_;
   ExtentRef extent_;
   std::uint64_t received_ = 0;
@@ -258,7 +259,7 @@ class Store {
     ExtentRef primary;  // always complete; its tier is the key's location
     std::unique_ptr<Extras> extras;
     std::uint32_t last_accessed = 0;  // unix seconds
-    std::uint16_t format = 0;         // interned format tag
+    std::uint16_t format = 0;         // interned format tag; the entry holds a reference
     std::uint16_t key_size = 0;
   };
   // An entry and its key in one allocation: the key's bytes follow the node.
@@ -287,6 +288,11 @@ class Store {
   struct Shard {
     mutable std::mutex mutex;
     boost::unordered_flat_set<Node*, NodeHash, NodeEqual> nodes;  // guarded by mutex
+    // Disk replicas taken out of the index whose files may still exist, by key
+    // (usually empty). Whatever next changes the key retires them too before it
+    // is acknowledged, so a crash cannot bring back a file that an acknowledged
+    // write or release replaced. Guarded by mutex.
+    std::unordered_map<std::string, std::vector<ExtentRef>, NodeHash, std::equal_to<>> retiring;
   };
   static constexpr std::size_t kShards = 64;
   static constexpr int kMaxDevices = 16;
@@ -307,14 +313,23 @@ class Store {
   Result<MoveResult> move_impl(std::string_view key, Location destination,
                                Operations::Progress progress, std::uint64_t operation,
                                MoveMode mode);
-  // Makes `extent` the key's only replica. `recovered`: found at start-up, so its
-  // metadata is counted whatever the limit.
-  Result<WriteResult> install(std::string_view key, ExtentRef extent, std::uint16_t format,
-                              bool recovered = false);
-  // Ends replicas taken out of the index: cancels copies in flight and discards
-  // the bytes (disk files are unlinked, or kept from ever appearing). Outside
-  // any shard lock; blocking for disk replicas.
-  static void retire(std::vector<Replica>& replicas);
+  // How a new key's metadata is paid for when install() adds it.
+  enum class KeyCharge {
+    kReserve,    // reserve it now (kOverLimit when it does not fit)
+    kReserved,   // the caller reserved it; given back if the key exists
+    kRecovered,  // found at start-up: counted whatever the limit
+  };
+  // Makes `extent` the key's only replica.
+  Result<WriteResult> install(std::string_view key, ExtentRef extent, std::string_view format,
+                              KeyCharge charge);
+  // Under the shard lock: `old` leaves the index for `key`. Its disk replicas
+  // are noted as being retired, and those an earlier operation on the key is
+  // still retiring join `old`.
+  static void note_retiring(Shard& shard, std::string_view key, std::vector<Replica>& old);
+  // Outside the lock: ends `old`, cancelling copies in flight and discarding the
+  // bytes (disk files are unlinked, or kept from ever appearing), then forgets
+  // its disk replicas in `shard`. Blocking for disk replicas.
+  static void retire(Shard& shard, std::string_view key, std::vector<Replica>& old);
   // Takes every replica out of `entry` (the caller holds the shard lock).
   static std::vector<Replica> take_replicas(Entry& entry);
   std::uint64_t key_charge(std::string_view key) const { return kKeyOverhead + key.size(); }

@@ -203,6 +203,109 @@ std::span<const std::byte> bytes(const std::string& s) {
   std::_Exit(kCrashed);
 }
 
+// The other race: an operation has taken a disk value out of the index and is
+// about to unlink its file when a second operation on the key is acknowledged.
+// The file must not come back after a crash: the second operation retires it too.
+enum class First { kWriteDram, kRelease, kMoveToDram };
+enum class Second { kRelease, kWriteDram, kWriteDisk };
+
+struct RetirePlan {
+  First first;
+  Second second;
+  std::string crash;     // empty: once everything has returned
+  bool crash_in_second;  // else in the first operation, right after it resumes
+};
+
+const char* hold_point(First f) {
+  return f == First::kWriteDram ? "store.installed"
+         : f == First::kRelease ? "store.released"
+                                : "move.installed";
+}
+
+std::vector<std::string> second_points(Second s) {
+  switch (s) {
+    case Second::kRelease:
+      return {"store.released"};
+    case Second::kWriteDram:
+      return {"store.installed"};
+    case Second::kWriteDisk:
+      return {"disk.before_publish", "disk.after_rename", "disk.published", "store.installed"};
+  }
+  return {};
+}
+
+std::set<State> allowed(const RetirePlan& p) {
+  const State after_second = p.second == Second::kWriteDisk ? State::kB : State::kAbsent;
+  if (!p.crash_in_second) return {after_second};
+  // Neither is acknowledged: A's file, the first one's effect (nothing on
+  // disk), or the second one's.
+  return {State::kA, State::kAbsent, after_second};
+}
+
+std::string describe(const RetirePlan& p) {
+  const char* firsts[] = {"write to dram", "release", "move to dram"};
+  const char* seconds[] = {"release", "write to dram", "write to disk"};
+  return std::string(seconds[static_cast<int>(p.second)]) + " while a " +
+         firsts[static_cast<int>(p.first)] + " of a disk key removes its file, crash " +
+         (p.crash.empty()
+              ? "at the end"
+              : (p.crash_in_second ? "in the second operation at " : "in the first at ") + p.crash);
+}
+
+[[noreturn]] void play(const fs::path& root, const RetirePlan& plan) {
+  auto opened = Store::open(options_for(root));
+  if (!opened) std::_Exit(2);
+  Store& store = **opened;
+  if (!store.write("k", bytes(kA), Location::disk(), "bytes")) std::_Exit(3);
+  Gate reached;
+  Gate resume;
+  std::atomic<bool> resumed{false};
+  const std::string hold = hold_point(plan.first);
+  std::set<std::string> names = {"store.installed",     "store.released",    "move.installed",
+                                 "disk.before_publish", "disk.after_rename", "disk.published"};
+  for (const auto& name : names) {
+    test_points::set(name, [&, name] {
+      if (t_is_mover && name == hold && !resumed) {
+        reached.open();
+        resume.wait();
+      }
+      if (name != plan.crash) return;
+      if (plan.crash_in_second ? !t_is_mover : (t_is_mover && resumed)) std::_Exit(kCrashed);
+    });
+  }
+  std::thread first([&] {
+    t_is_mover = true;
+    switch (plan.first) {
+      case First::kWriteDram:
+        (void)store.write("k", bytes(kB), Location::dram(), "bytes");
+        break;
+      case First::kRelease:
+        (void)store.release("k");
+        break;
+      case First::kMoveToDram:
+        (void)store.move("k", Location::dram());
+        break;
+    }
+  });
+  reached.wait();
+  switch (plan.second) {
+    case Second::kRelease:
+      // Not found (the first one released it) is an answer too: the key is gone.
+      if (auto r = store.release("k"); !r && r.error().code != ErrorCode::kNotFound) std::_Exit(4);
+      break;
+    case Second::kWriteDram:
+      if (!store.write("k", bytes(kB), Location::dram(), "bytes")) std::_Exit(5);
+      break;
+    case Second::kWriteDisk:
+      if (!store.write("k", bytes(kB), Location::disk(), "bytes")) std::_Exit(6);
+      break;
+  }
+  resumed = true;
+  resume.open();
+  first.join();
+  std::_Exit(kCrashed);
+}
+
 class CrashTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -260,6 +363,28 @@ class CrashTest : public ::testing::Test {
     EXPECT_GE(cases, 30);
   }
 
+  void run_retiring() {
+    int cases = 0;
+    for (First first : {First::kWriteDram, First::kRelease, First::kMoveToDram}) {
+      for (Second second : {Second::kRelease, Second::kWriteDram, Second::kWriteDisk}) {
+        std::vector<RetirePlan> plans;
+        for (const auto& p : second_points(second)) plans.push_back({first, second, p, true});
+        plans.push_back({first, second, hold_point(first), false});
+        plans.push_back({first, second, "", false});
+        for (const auto& plan : plans) {
+          SCOPED_TRACE(describe(plan));
+          fs::remove_all(root_);
+          EXPECT_EXIT(play(root_, plan), ::testing::ExitedWithCode(kCrashed), "");
+          const State found = observe();
+          EXPECT_TRUE(allowed(plan).count(found) > 0)
+              << "after the crash the disk holds: " << name_of(found);
+          ++cases;
+        }
+      }
+    }
+    EXPECT_GE(cases, 30);
+  }
+
   fs::path root_;
 };
 
@@ -268,6 +393,7 @@ TEST_F(CrashTest, DiskWriteDuringMove) { run(Op::kWriteDisk); }
 TEST_F(CrashTest, EarlierDiskWriteFinishingDuringMove) { run(Op::kEarlyWriteDisk); }
 TEST_F(CrashTest, DramWriteDuringMove) { run(Op::kWriteDram); }
 TEST_F(CrashTest, MoveDuringMove) { run(Op::kSecondMove); }
+TEST_F(CrashTest, ChangeWhileAnotherRemovesTheDiskFile) { run_retiring(); }
 
 }  // namespace
 }  // namespace gswarm
