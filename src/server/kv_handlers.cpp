@@ -121,8 +121,19 @@ Reply store_bytes(Context& ctx, std::string key, Location loc, std::string_view 
 // can be large). The document is fully validated; a value comes back as minified
 // JSON text without building a tree of it. Fields stay valid until the next parse
 // on this thread.
+simdjson::dom::parser& thread_parser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
 class JsonBody {
  public:
+  JsonBody() = default;
+  JsonBody(const JsonBody&) = delete;
+  JsonBody& operator=(const JsonBody&) = delete;
+  // Its fields point into the thread's parser: only now can that shrink.
+  ~JsonBody() { shrink_parser(); }
+
   [[nodiscard]] Result<void> parse(const std::string& body) {
     if (body.empty()) {
       return make_error(ErrorCode::kBadRequest, "request body is empty: expected a JSON object");
@@ -137,7 +148,7 @@ class JsonBody {
 
   // Parses `text` as one JSON document (kBadRequest when it is not).
   static Result<simdjson::dom::element> parse_json(const std::string& text) {
-    thread_local simdjson::dom::parser parser;
+    simdjson::dom::parser& parser = thread_parser();
     // The session leaves kJsonPadding bytes of capacity after JSON bodies.
     const bool padded = text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING;
     auto doc = parser.parse(text.data(), text.size(), !padded);
@@ -169,6 +180,13 @@ class JsonBody {
                         fmt::format("field '{}' must be true or false", name));
     }
     return std::optional<bool>(value);
+  }
+
+  // A parser that took a large document keeps memory in proportion to it (the
+  // unescaped strings alone are as large): a thread gives that back after use.
+  static void shrink_parser() {
+    constexpr std::size_t kKeep = 4 << 20;
+    if (thread_parser().capacity() > kKeep) thread_parser() = simdjson::dom::parser();
   }
 
   static Result<std::string> string_of(std::optional<simdjson::dom::element> e, const char* name,
@@ -279,7 +297,9 @@ Reply handle_write_extended(Request& req, Context& ctx) {
     if (!target) return error_response(target.error());
     auto held = BufferCharge::take(ctx, 2 * req.body.size());
     if (!held) return error_response(held.error());
-    if (auto doc = JsonBody::parse_json(req.body); !doc) {
+    auto doc = JsonBody::parse_json(req.body);
+    JsonBody::shrink_parser();
+    if (!doc) {
       return error_response(ErrorCode::kBadRequest,
                             fmt::format("the value is tagged format=json but is {}; send it "
                                         "with another format tag (e.g. bytes) to store it as is",
