@@ -76,9 +76,10 @@ Result<SharedValue> open_read_pointer(std::string_view socket_name, std::string_
   json request = {{"key", std::string(key)}};
   if (!location.empty()) request["location"] = std::string(location);
   std::string line = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
-  if (::send(fd, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
-    return tl::unexpected(socket_error("write to"));
-  }
+  // A failed send may still have an answer waiting (a refusal): read it.
+  const bool sent =
+      ::send(fd, line.data(), line.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(line.size());
+  const int send_errno = errno;
 
   // The answer: one line, with the descriptor on its first bytes.
   std::string answer;
@@ -104,6 +105,10 @@ Result<SharedValue> open_read_pointer(std::string_view socket_name, std::string_
   }
   SharedValue owner(received_fd, 0, 0, "");  // closes the descriptor on every error path
   json j = json::parse(answer.substr(0, answer.find('\n')), nullptr, false);
+  if (!j.is_object() && !sent) {
+    errno = send_errno;
+    return tl::unexpected(socket_error("write to"));
+  }
   if (!j.is_object()) {
     return make_error(ErrorCode::kProtocol,
                       "read pointer: the local socket answered nothing usable");

@@ -64,13 +64,8 @@ void serve_one(int fd, Store& store) {
     (void)::sendmsg(fd, &msg, MSG_NOSIGNAL);
   };
 
-  ucred peer{};
-  socklen_t len = sizeof peer;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
-      (peer.uid != ::geteuid() && peer.uid != 0)) {
-    return reply(error_line(ErrorCode::kForbidden,
-                            "read pointers are served only to processes of the server's user"));
-  }
+  // The request is read before the answer, even a refusal: a client still
+  // sending when the server closes would see a reset instead of the reason.
   std::string request;
   char buf[4096];
   while (request.find('\n') == std::string::npos) {
@@ -81,6 +76,13 @@ void serve_one(int fd, Store& store) {
     if (request.size() > kMaxRequest) {
       return reply(error_line(ErrorCode::kTooLarge, "request line too long"));
     }
+  }
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
+      (peer.uid != ::geteuid() && peer.uid != 0)) {
+    return reply(error_line(ErrorCode::kForbidden,
+                            "read pointers are served only to processes of the server's user"));
   }
   json j = json::parse(request.substr(0, request.find('\n')), nullptr, false);
   if (!j.is_object() || !j.contains("key") || !j["key"].is_string() ||
