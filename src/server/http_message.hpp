@@ -18,6 +18,15 @@
 
 namespace gswarm::server {
 
+// The raw form of /write_extended (?key=&location=&format=), read from the
+// query before the body.
+struct RawTarget {
+  std::string key;
+  Location location;
+  std::string format;
+  bool json() const { return format == "json"; }
+};
+
 struct Request {
   std::string method;
   std::string path;                         // without the query string, not decoded
@@ -27,6 +36,7 @@ struct Request {
   std::string accept;
   std::string body;                         // JSON bodies (and raw values tagged json)
   std::optional<PendingWrite> value;        // raw value bodies, already received
+  std::optional<RawTarget> raw_target;      // raw values tagged json (the body is in `body`)
 };
 
 // A response body produced in pieces, for answers too large to build whole

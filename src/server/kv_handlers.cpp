@@ -260,24 +260,23 @@ Reply handle_write(Request& req, Context& ctx) {
   return store_bytes(ctx, std::move(*key), *loc, "json", simdjson::minify(*value), false);
 }
 
-Result<RawTarget> parse_raw_target(const Request& req, Context& ctx) {
+Result<RawTarget> parse_raw_target(Request& req, Context& ctx) {
   auto key = req.query.find("key");
   if (key == req.query.end()) {
     return make_error(ErrorCode::kBadRequest,
                       "raw /write_extended needs the key in the query string: ?key=...");
   }
-  if (auto ok = validate_key(key->second); !ok) return tl::unexpected(ok.error());
   auto loc_it = req.query.find("location");
   auto loc = usable_location(loc_it == req.query.end() ? "dram" : loc_it->second, ctx);
   if (!loc) return tl::unexpected(loc.error());
   auto format = req.query.find("format");
-  RawTarget target{key->second, *loc, format == req.query.end() ? "bytes" : format->second};
-  if (auto ok = validate_format(target.format); !ok) return tl::unexpected(ok.error());
-  return target;
+  // The key and format are checked by Store::prepare_write, like every write's.
+  return RawTarget{std::move(key->second), *loc,
+                   format == req.query.end() ? std::string("bytes") : std::move(format->second)};
 }
 
-Result<PendingWrite> prepare_raw_value(const RawTarget& target, std::uint64_t size, Context& ctx) {
-  return ctx.store.prepare_write(target.key, target.location, size, target.format);
+Result<PendingWrite> prepare_raw_value(RawTarget& target, std::uint64_t size, Context& ctx) {
+  return ctx.store.prepare_write(std::move(target.key), target.location, size, target.format);
 }
 
 Response commit_raw_value(PendingWrite pending, Context& ctx) {
@@ -293,7 +292,8 @@ Reply handle_write_extended(Request& req, Context& ctx) {
   }
   if (is_octet_stream(req.content_type)) {
     // A raw value tagged json: it must be JSON, since /read pastes it into answers.
-    auto target = parse_raw_target(req, ctx);
+    auto target =
+        req.raw_target ? Result<RawTarget>(std::move(*req.raw_target)) : parse_raw_target(req, ctx);
     if (!target) return error_response(target.error());
     auto held = BufferCharge::take(ctx, 2 * req.body.size());
     if (!held) return error_response(held.error());

@@ -64,17 +64,11 @@ class BufferCharge {
 Reply handle_write(Request& req, Context& ctx);
 Reply handle_write_extended(Request& req, Context& ctx);
 
-// The raw form of /write_extended (?key=&location=&format=), checked before its
-// body is read.
-struct RawTarget {
-  std::string key;
-  Location location;
-  std::string format;
-  bool json() const { return format == "json"; }
-};
-[[nodiscard]] Result<RawTarget> parse_raw_target(const Request& req, Context& ctx);
-// Reserves the value's room in its tier before its body is read.
-[[nodiscard]] Result<PendingWrite> prepare_raw_value(const RawTarget& target, std::uint64_t size,
+// Takes the key and format out of `req.query`.
+[[nodiscard]] Result<RawTarget> parse_raw_target(Request& req, Context& ctx);
+// Reserves the value's room in its tier before its body is read. Takes the key
+// out of `target`.
+[[nodiscard]] Result<PendingWrite> prepare_raw_value(RawTarget& target, std::uint64_t size,
                                                      Context& ctx);
 // Installs a raw value whose body has arrived (blocking when pending.needs_io()).
 Response commit_raw_value(PendingWrite pending, Context& ctx);

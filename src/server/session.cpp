@@ -137,14 +137,16 @@ asio::awaitable<beast::error_code> write_all(Connection& conn, const Buffers& bu
 
 std::string status_line_and_headers(const Response& res, bool keep_alive, bool http10,
                                     bool chunked) {
-  std::string out =
-      fmt::format("HTTP/1.1 {} {}\r\nServer: gswarm\r\nContent-Type: {}\r\n", res.status,
-                  http::obsolete_reason(http::int_to_status(res.status)), res.content_type);
-  if (chunked) {
-    out += "Transfer-Encoding: chunked\r\n";
-  } else if (!res.source || res.source->size()) {
-    fmt::format_to(std::back_inserter(out), "Content-Length: {}\r\n",
-                   res.source ? *res.source->size() : res.body_size());
+  std::string out;
+  if (chunked || (res.source && !res.source->size())) {
+    out = fmt::format("HTTP/1.1 {} {}\r\nServer: gswarm\r\nContent-Type: {}\r\n{}", res.status,
+                      http::obsolete_reason(http::int_to_status(res.status)), res.content_type,
+                      chunked ? "Transfer-Encoding: chunked\r\n" : "");
+  } else {  // one formatting call: this is on the path of every answer
+    out = fmt::format(
+        "HTTP/1.1 {} {}\r\nServer: gswarm\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        res.status, http::obsolete_reason(http::int_to_status(res.status)), res.content_type,
+        res.source ? *res.source->size() : res.body_size());
   }
   for (const auto& [name, value] : res.headers)
     fmt::format_to(std::back_inserter(out), "{}: {}\r\n", name, value);
@@ -227,8 +229,17 @@ asio::awaitable<bool> write_response(Connection& conn, const Response& res, bool
   std::array<asio::const_buffer, 4> parts = {asio::buffer(header), asio::buffer(res.head),
                                              asio::buffer(value.data(), value.size()),
                                              asio::buffer(res.tail)};
-  auto ec = co_await write_all(conn, parts, env.options.request_timeout);
-  co_return !ec && keep_alive;
+  // write_all's loop, inline: most answers go in one call, and a coroutine frame
+  // less on every answer counts.
+  beast::buffers_suffix<decltype(parts)> rest(parts);
+  while (asio::buffer_size(rest) > 0) {
+    conn.arm_write(env.options.request_timeout, asio::buffer_size(rest));
+    auto [ec, n] = co_await conn.socket.async_write_some(rest, kAwait);
+    conn.disarm();
+    if (ec) co_return false;
+    rest.consume(n);
+  }
+  co_return keep_alive;
 }
 
 struct Outcome {
@@ -402,10 +413,10 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     if (raw_target && !raw_target->json()) {
       Result<PendingWrite> prepared;
       if (raw_target->location == Location::dram() && length < kInlinePrepare) {
-        prepared = prepare_raw_value(*raw_target, length, env.ctx);
+        prepared = prepare_raw_value(*raw_target, length, env.ctx);  // takes the key
       } else {
         auto executor = co_await asio::this_coro::executor;
-        const RawTarget& where = *raw_target;
+        RawTarget& where = *raw_target;
         auto task = start<Result<PendingWrite>>(
             env.ctx.store.io(), executor,
             [&where, length, &env] { return prepare_raw_value(where, length, env.ctx); });
@@ -437,6 +448,7 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     if (problem) co_return std::move(*problem);
     out.body_consumed = true;
     if (pending) req.value.emplace(std::move(*pending));
+    if (raw_target && raw_target->json()) req.raw_target = std::move(raw_target);
   }
 
   auto call_handler = [&req, &route, &env] {

@@ -128,11 +128,12 @@ class DiskExtent final : public Extent {
  public:
   // A published extent found by recovery.
   DiskExtent(std::shared_ptr<DiskTier::Shared> shared, fs::path path, std::uint64_t size,
-             std::uint64_t header_size, std::uint64_t payload_hash)
+             std::uint64_t header_size, std::uint64_t payload_hash, std::uint64_t sequence)
       : shared_(std::move(shared)),
         path_(std::move(path)),
         size_(size),
         header_size_(header_size),
+        sequence_(sequence),
         payload_hash_(payload_hash),
         published_(true) {}
 
@@ -145,6 +146,7 @@ class DiskExtent final : public Extent {
         fd_(fd),
         size_(size),
         header_size_(kFixedHeader + key.size() + format.size()),
+        sequence_(header.sequence),
         header_(header),
         key_(std::move(key)),
         format_(std::move(format)) {
@@ -254,6 +256,7 @@ class DiskExtent final : public Extent {
   std::optional<ReadPointer> read_pointer() const override {
     return ReadPointer{"file", path_.string(), header_size_, size_};
   }
+  std::uint64_t sequence() const override { return sequence_; }
 
   Result<ExportedValue> export_read_only() const override {
     UniqueFd fd(open_read_only(path_));
@@ -273,6 +276,7 @@ class DiskExtent final : public Extent {
   int fd_ = -1;
   const std::uint64_t size_;
   const std::uint64_t header_size_;
+  const std::uint64_t sequence_;
   std::uint64_t payload_hash_ = 0;
   std::mutex publish_mutex_;
   bool published_ = false;              // written under publish_mutex_; read by the filler too
@@ -548,7 +552,8 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
     shared_->counter.add(header_size + c.header.payload_size);
     out.push_back(Recovered{c.key, c.format,
                             ExtentRef(new DiskExtent(shared_, c.path, c.header.payload_size,
-                                                     header_size, c.header.payload_hash))});
+                                                     header_size, c.header.payload_hash,
+                                                     c.header.sequence))});
   }
   return out;
 }

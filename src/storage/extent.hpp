@@ -81,6 +81,9 @@ class Extent {
   virtual void discard() {}
 
   virtual std::optional<ReadPointer> read_pointer() const { return std::nullopt; }
+  // Disk extents: the file's sequence number (a later write of the same key has
+  // a higher one, and recovery keeps the highest). 0 for other tiers.
+  virtual std::uint64_t sequence() const { return 0; }
   // A read-only descriptor of exactly this value's bytes, for another local
   // process. Host-addressable extents give a sealed copy unless they override it.
   [[nodiscard]] virtual Result<ExportedValue> export_read_only() const;

@@ -262,6 +262,10 @@ std::vector<Store::Replica> Store::take_replicas(Entry& entry) {
 }
 
 void Store::note_retiring(Shard& shard, std::string_view key, std::vector<Replica>& old) {
+  const bool any_disk = std::any_of(old.begin(), old.end(), [](const Replica& r) {
+    return r.extent && r.location == Location::disk();
+  });
+  if (!any_disk && shard.retiring.empty()) return;  // the common case: no hashing
   auto it = shard.retiring.find(key);
   const std::size_t earlier = it == shard.retiring.end() ? 0 : it->second.size();
   for (const auto& r : old) {
@@ -272,6 +276,14 @@ void Store::note_retiring(Shard& shard, std::string_view key, std::vector<Replic
   for (std::size_t i = 0; i < earlier; ++i) {
     old.push_back(Replica{it->second[i], Location::disk(), CopyStatus::kComplete, {}});
   }
+}
+
+bool Store::outranks(const Extent& file, const std::vector<Replica>& old) {
+  if (file.location() != Location::disk() || old.empty()) return false;
+  return std::all_of(old.begin(), old.end(), [&](const Replica& r) {
+    return r.location != Location::disk() || (r.status == CopyStatus::kComplete && r.extent &&
+                                              r.extent->sequence() < file.sequence());
+  });
 }
 
 void Store::retire(Shard& shard, std::string_view key, std::vector<Replica>& old) {
@@ -319,7 +331,8 @@ Result<PendingWrite> Store::prepare_write(std::string key, Location location, st
         }
       }
     }
-    pending.needs_io_ = pending.needs_io_ || shard.retiring.contains(std::string_view(key));
+    pending.needs_io_ = pending.needs_io_ ||
+                        (!shard.retiring.empty() && shard.retiring.contains(std::string_view(key)));
   }
   // A new key's metadata must fit too: say so now, before any byte arrives.
   if (new_key) {
@@ -379,6 +392,7 @@ Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::
     return tl::unexpected(format_id.error());
   }
   std::vector<Replica> old;
+  bool later = false;  // removing `old` can wait (see outranks)
   Shard& shard = shard_for(key);
   {
     std::lock_guard lock(shard.mutex);
@@ -411,9 +425,19 @@ Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::
     entry.primary = std::move(extent);
     entry.last_accessed = unix_seconds();
     count(entry, +1);
+    later = outranks(*entry.primary, old);
   }
   GSWARM_TEST_POINT("store.installed");
-  retire(shard, key, old);
+  if (later) {
+    // Recovery keeps the new file over every old one, so their removal (an
+    // unlink of a large file takes long) need not delay the answer. They stay
+    // noted as retiring until gone: another change of the key waits for them.
+    io_->submit([this, &shard, key = std::string(key), old = std::move(old)]() mutable {
+      retire(shard, key, old);
+    });
+  } else {
+    retire(shard, key, old);
+  }
   return result;
 }
 

@@ -330,6 +330,9 @@ class Store {
   // bytes (disk files are unlinked, or kept from ever appearing), then forgets
   // its disk replicas in `shard`. Blocking for disk replicas.
   static void retire(Shard& shard, std::string_view key, std::vector<Replica>& old);
+  // Whether recovery would keep disk file `file` over every disk replica in `old`
+  // (all complete, all older), so that removing them can wait.
+  static bool outranks(const Extent& file, const std::vector<Replica>& old);
   // Takes every replica out of `entry` (the caller holds the shard lock).
   static std::vector<Replica> take_replicas(Entry& entry);
   std::uint64_t key_charge(std::string_view key) const { return kKeyOverhead + key.size(); }
