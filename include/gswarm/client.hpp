@@ -60,15 +60,35 @@ struct MoveResult {
   std::string read_pointer_json = "null";  // JSON text; "null" when there is none
 };
 
+// How send() copies: which replica, whether the source stays, how many connections.
+struct SendOptions {
+  std::string source_location;  // the replica to send ("device:0"); empty: the primary
+  bool delete_source = false;   // release the key here once the target has it
+  int streams = 0;              // connections for a large value; 0: the server's --streams
+};
+
 // The answer of send(): where the copy went and how it travelled.
 struct SendResult {
   std::string key;
   std::string source;       // the replica copied from
-  std::string node;         // target node
+  std::string node;         // target node (its address when the target was host:port)
+  std::string address;      // the target server's host:port; empty for this node
   std::string destination;  // location on that node
-  std::string method;       // "nvlink", "p2p", "staged", "dma", "memcpy", "file", "local", "none"
+  // "standard" to another server; on this node "nvlink", "p2p", "staged", "dma",
+  // "memcpy", "file", "none" (already there)
+  std::string method;
   std::uint64_t size = 0;
   double seconds = 0;
+  int streams = 1;
+  bool source_deleted = false;
+};
+
+// A member of the cluster, as GET /nodes lists it.
+struct NodeInfo {
+  std::string name;
+  std::string address;  // host:port
+  bool alive = true;
+  std::string source;  // "self", "static" or "etcd"
 };
 
 // An asynchronous move (POST /move with "wait": false), as GET /operations/{id}
@@ -147,6 +167,11 @@ class Client {
   // its source replica.
   [[nodiscard]] Result<SendResult> send(std::string_view key, std::string_view target,
                                         std::string_view source_location = "");
+  [[nodiscard]] Result<SendResult> send(std::string_view key, std::string_view target,
+                                        const SendOptions& options);
+
+  // GET /nodes: this server first, then the peers it knows.
+  [[nodiscard]] Result<std::vector<NodeInfo>> nodes();
 
   // GET /location/{key}.
   [[nodiscard]] Result<LocationInfo> get_location(std::string_view key);

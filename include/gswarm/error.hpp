@@ -36,6 +36,8 @@ enum class ErrorCode : std::uint8_t {
   kUnavailable,        // 503 server shutting down
   kIo,                 // 500 disk or device I/O failed
   kInternal,           // 500 bug or unexpected state
+  kPeerFailed,         // 502 another server (a send's target) could not be reached or failed
+  kPeerTimeout,        // 504 another server did not answer in time
   kConnection,         // client side: could not reach or talk to the server
   kProtocol,           // client side: server answered something unparseable
 };

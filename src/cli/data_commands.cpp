@@ -35,6 +35,8 @@ struct Args {
   std::string source_device;
   std::string target_node;
   std::string target_device;
+  bool delete_source = false;
+  int streams = 0;
 };
 
 // A command's work: talks to the server and returns the human-readable text to
@@ -234,18 +236,37 @@ std::string sent_line(const SendResult& sent) {
     return fmt::format("'{}' is already on {}:{}", sent.key, sent.node, sent.destination);
   }
   double gbps = sent.seconds > 0 ? static_cast<double>(sent.size) / sent.seconds / 1e9 : 0;
-  return fmt::format("Sent '{}' from {} to {}:{} via {} ({} in {:.3f} s, {:.2f} GB/s)", sent.key,
-                     sent.source, sent.node, sent.destination, sent.method, format_size(sent.size),
-                     sent.seconds, gbps);
+  std::string where = sent.address.empty() || sent.address == sent.node
+                          ? sent.node
+                          : fmt::format("{} ({})", sent.node, sent.address);
+  std::string line = fmt::format("Sent '{}' from {} to {}:{} via {} ({} in {:.3f} s, {:.2f} GB/s",
+                                 sent.key, sent.source, where, sent.destination, sent.method,
+                                 format_size(sent.size), sent.seconds, gbps);
+  if (sent.streams > 1) line += fmt::format(", {} streams", sent.streams);
+  line += ")";
+  if (sent.source_deleted) line += "; the source copy was released";
+  return line;
 }
 
 Result<std::string> run_send(Client& client, const Args& args) {
   if (!args.source.empty()) {
     if (auto source = checked_location(args.source); !source) return tl::unexpected(source.error());
   }
-  auto sent = client.send(args.key, args.target, args.source);
+  SendOptions options{args.source, args.delete_source, args.streams};
+  auto sent = client.send(args.key, args.target, options);
   if (!sent) return tl::unexpected(sent.error());
   return sent_line(*sent);
+}
+
+Result<std::string> run_nodes(Client& client, const Args& args) {
+  auto nodes = client.nodes();
+  if (!nodes) return tl::unexpected(nodes.error());
+  std::string out = fmt::format("{:<24} {:<28} {:<8} {}", "NODE", "ADDRESS", "ALIVE", "SOURCE");
+  for (const auto& n : *nodes) {
+    out += fmt::format("\n{:<24} {:<28} {:<8} {}", n.name, n.address, n.alive ? "yes" : "no",
+                       n.source);
+  }
+  return out;
 }
 
 Result<std::string> run_send_gpu(Client& client, const Args& args) {
@@ -297,10 +318,16 @@ const CommandSpec kCommands[] = {
      [](CLI::App& cmd, Args& args) {
        add_key(cmd, args, "Key to send");
        cmd.add_option("TARGET", args.target,
-                      "Target: host:port (e.g. localhost:9016) or node:device:N for GPU-to-GPU")
+                      "Target: host:port (e.g. localhost:9016), host:port:LOCATION, a node name, "
+                      "or node:LOCATION (e.g. node2:device:1, node2:disk)")
            ->required();
        cmd.add_option("-s,--source", args.source,
                       "Source location for GPU transfers (e.g. device:0)");
+       cmd.add_flag("--delete-source", args.delete_source,
+                    "Release the key here once the target has acknowledged it");
+       cmd.add_option("--streams", args.streams,
+                      "Connections for a large value (default: the server's --streams)")
+           ->check(CLI::Range(1, 64));
      },
      run_send},
     {"send-gpu", "Send a key directly from a GPU to a GPU on another node",
@@ -313,6 +340,8 @@ const CommandSpec kCommands[] = {
            ->required();
      },
      run_send_gpu},
+    {"nodes", "List the nodes this server knows: name, address, liveness, where from",
+     [](CLI::App&, Args&) {}, run_nodes},
 };
 
 [[noreturn]] void fail(std::string message) {

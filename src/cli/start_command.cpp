@@ -3,6 +3,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 
@@ -38,6 +39,13 @@ struct StartArgs {
   std::string max_value_size = "64GB";
   std::string move_rate_limit = "0";
   std::string node_name;
+  std::vector<std::string> peers;
+  std::string peers_file;
+  std::string advertise;
+  int streams = 4;
+  std::string parallel_threshold = "64MB";
+  int peer_timeout = 30;
+  int transfer_timeout = 60;
   int idle_timeout = 60;
   int request_timeout = 30;
 };
@@ -88,6 +96,9 @@ int run_start(const StartArgs& args) {
   // Other processes of this user must not reach values (or anything else) through
   // /proc/<pid>/mem or /proc/<pid>/fd: read pointers go through the local socket.
   ::prctl(PR_SET_DUMPABLE, 0);
+  // A peer that goes away mid-send is an error to handle, not a reason to die
+  // (sendfile() cannot be told MSG_NOSIGNAL).
+  std::signal(SIGPIPE, SIG_IGN);
 
   server::ServerOptions options;
   options.host = args.host;
@@ -101,6 +112,14 @@ int run_start(const StartArgs& args) {
   options.drain_timeout = std::chrono::seconds(args.drain_timeout);
   options.max_connections = args.max_connections;
   options.max_buffer_memory = size_option("--max-buffer-memory", args.max_buffer_memory);
+  options.cluster.peers = args.peers;
+  options.cluster.peers_file = args.peers_file;
+  options.cluster.advertise = args.advertise;
+  options.cluster.sender.streams = args.streams;
+  options.cluster.sender.parallel_threshold =
+      size_option("--parallel-threshold", args.parallel_threshold);
+  options.cluster.sender.timeout = std::chrono::seconds(args.peer_timeout);
+  options.cluster.transfer_timeout = std::chrono::seconds(args.transfer_timeout);
 
   auto store = Store::open(store_options);
   if (!store) {
@@ -179,6 +198,32 @@ void add_start_command(CLI::App& data) {
       ->check(CLI::Range(0, 3600));
   cmd->add_option("--node-name", args->node_name,
                   "This server's name in node:device:N targets (default: the host name)");
+  cmd->add_option("--peer", args->peers,
+                  "Another server, as NAME=HOST:PORT, so that sends can name it (node2:device:1); "
+                  "repeat for each")
+      ->type_name("NAME=HOST:PORT");
+  cmd->add_option("--peers-file", args->peers_file,
+                  "File of peers, one \"NAME HOST:PORT\" per line ('#' starts a comment)");
+  cmd->add_option("--advertise-address", args->advertise,
+                  "HOST:PORT other servers reach this one at, shown by /nodes (default: the "
+                  "listening address; the host name when listening on 0.0.0.0)");
+  cmd->add_option("--streams", args->streams,
+                  "Connections one large value is sent over at once, each with a byte range")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--parallel-threshold", args->parallel_threshold,
+                  "Values from this size are sent over --streams connections; smaller ones over one")
+      ->capture_default_str();
+  cmd->add_option("--peer-timeout", args->peer_timeout,
+                  "Seconds a send waits for another server to connect or make progress before "
+                  "it fails (the source is kept)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--transfer-timeout", args->transfer_timeout,
+                  "Seconds an incoming send in ranges may go without a range before it is "
+                  "dropped with the room it reserved")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   cmd->add_option("--log-level", args->log_level, "trace, debug, info, warn, error, critical, off")
       ->capture_default_str();
   cmd->add_option("--max-request-size", args->max_request_size,

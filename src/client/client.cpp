@@ -135,24 +135,6 @@ struct Answer {
 
 }  // namespace
 
-std::string url_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
 // Owns the connection. Synchronous from the caller's view: every network step is
 // an async operation on a private io_context run to completion, because only the
 // async operations of beast::tcp_stream honour its timeout.
@@ -435,22 +417,48 @@ Result<Operation> Client::operation(std::uint64_t id) {
 
 Result<SendResult> Client::send(std::string_view key, std::string_view target,
                                 std::string_view source_location) {
+  SendOptions options;
+  options.source_location = std::string(source_location);
+  return send(key, target, options);
+}
+
+Result<SendResult> Client::send(std::string_view key, std::string_view target,
+                                const SendOptions& options) {
   if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
-  std::string body = fmt::format(R"({{"key":{},"target":{},"source_location":{}}})", quote(key),
-                                 quote(target), quote(source_location));
-  auto answer =
-      impl_->call(http::verb::post, "/send_extended", std::move(body), impl_->options().move_timeout);
+  json request = {{"key", key},
+                  {"target", target},
+                  {"source_location", options.source_location},
+                  {"delete_source", options.delete_source}};
+  if (options.streams > 0) request["streams"] = options.streams;
+  auto answer = impl_->call(http::verb::post, "/send_extended", request.dump(),
+                            impl_->options().move_timeout);
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) {
     SendResult r;
     r.key = j.at("key").get<std::string>();
     r.source = j.at("source").get<std::string>();
     r.node = j.at("node").get<std::string>();
+    r.address = j.value("address", std::string());
     r.destination = j.at("destination").get<std::string>();
     r.method = j.at("method").get<std::string>();
     r.size = j.value("size", std::uint64_t{0});
     r.seconds = j.value("seconds", 0.0);
+    r.streams = j.value("streams", 1);
+    r.source_deleted = j.value("source_deleted", false);
     return r;
+  });
+}
+
+Result<std::vector<NodeInfo>> Client::nodes() {
+  auto answer = impl_->call(http::verb::get, "/nodes");
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    std::vector<NodeInfo> nodes;
+    for (const auto& n : j.at("nodes")) {
+      nodes.push_back(NodeInfo{n.at("name").get<std::string>(), n.at("address").get<std::string>(),
+                               n.value("alive", true), n.value("source", std::string())});
+    }
+    return nodes;
   });
 }
 

@@ -35,6 +35,8 @@ constexpr std::array kErrors = {
     ErrorInfo{ErrorCode::kUnavailable, "unavailable", 503},
     ErrorInfo{ErrorCode::kIo, "io_error", 500},
     ErrorInfo{ErrorCode::kInternal, "internal", 500},
+    ErrorInfo{ErrorCode::kPeerFailed, "peer_failed", 502},
+    ErrorInfo{ErrorCode::kPeerTimeout, "peer_timeout", 504},
     ErrorInfo{ErrorCode::kConnection, "connection_failed", 503},
     ErrorInfo{ErrorCode::kProtocol, "protocol_error", 502},
 };

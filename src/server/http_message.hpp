@@ -37,6 +37,7 @@ struct Request {
   std::string body;                         // JSON bodies (and raw values tagged json)
   std::optional<PendingWrite> value;        // raw value bodies, already received
   std::optional<RawTarget> raw_target;      // raw values tagged json (the body is in `body`)
+  std::uint64_t range_received = 0;         // PUT /transfers/{id}: the range's bytes, stored
 };
 
 // A response body produced in pieces, for answers too large to build whole

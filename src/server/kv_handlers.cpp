@@ -11,6 +11,8 @@
 #include "core/base64.hpp"
 #include "core/key.hpp"
 #include "core/size.hpp"
+#include "cluster/incoming.hpp"
+#include "server/json_body.hpp"
 #include "storage/system_memory.hpp"
 
 namespace gswarm::server {
@@ -28,12 +30,6 @@ constexpr std::size_t kLocationsPiece = 256;
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-Result<Location> usable_location(std::string_view name, Context& ctx) {
-  auto loc = Location::parse(name);
-  if (!loc) return loc;
-  if (auto ok = ctx.store.check_location(*loc); !ok) return tl::unexpected(ok.error());
-  return loc;
-}
 
 json read_pointer_json(const std::optional<ReadPointer>& rp, Location where, const Context& ctx) {
   if (!rp) return nullptr;
@@ -117,95 +113,6 @@ Reply store_bytes(Context& ctx, std::string key, Location loc, std::string_view 
   }));
 }
 
-// A JSON request body, parsed with simdjson (write bodies carry values, and values
-// can be large). The document is fully validated; a value comes back as minified
-// JSON text without building a tree of it. Fields stay valid until the next parse
-// on this thread.
-simdjson::dom::parser& thread_parser() {
-  thread_local simdjson::dom::parser parser;
-  return parser;
-}
-
-class JsonBody {
- public:
-  JsonBody() = default;
-  JsonBody(const JsonBody&) = delete;
-  JsonBody& operator=(const JsonBody&) = delete;
-  // Its fields point into the thread's parser: only now can that shrink.
-  ~JsonBody() { shrink_parser(); }
-
-  [[nodiscard]] Result<void> parse(const std::string& body) {
-    if (body.empty()) {
-      return make_error(ErrorCode::kBadRequest, "request body is empty: expected a JSON object");
-    }
-    auto doc = parse_json(body);
-    if (!doc) return tl::unexpected(doc.error());
-    if (doc->get(object_) != simdjson::SUCCESS) {
-      return make_error(ErrorCode::kBadRequest, "request body must be a JSON object");
-    }
-    return {};
-  }
-
-  // Parses `text` as one JSON document (kBadRequest when it is not).
-  static Result<simdjson::dom::element> parse_json(const std::string& text) {
-    simdjson::dom::parser& parser = thread_parser();
-    // The session leaves kJsonPadding bytes of capacity after JSON bodies.
-    const bool padded = text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING;
-    auto doc = parser.parse(text.data(), text.size(), !padded);
-    if (doc.error()) {
-      return make_error(ErrorCode::kBadRequest,
-                        fmt::format("not valid JSON: {}", simdjson::error_message(doc.error())));
-    }
-    return doc.value_unsafe();
-  }
-
-  std::optional<simdjson::dom::element> field(const char* name) const {
-    simdjson::dom::element e;
-    if (object_.at_key(name).get(e) != simdjson::SUCCESS) return std::nullopt;
-    return e;
-  }
-
-  // A string field; `fallback` when absent or null (nullptr: required).
-  Result<std::string> string(const char* name, const char* fallback = nullptr) const {
-    return string_of(field(name), name, fallback);
-  }
-
-  // An optional boolean field: nullopt when absent.
-  Result<std::optional<bool>> boolean(const char* name) const {
-    auto e = field(name);
-    if (!e) return std::optional<bool>();
-    bool value = false;
-    if (e->get(value) != simdjson::SUCCESS) {
-      return make_error(ErrorCode::kBadRequest,
-                        fmt::format("field '{}' must be true or false", name));
-    }
-    return std::optional<bool>(value);
-  }
-
-  // A parser that took a large document keeps memory in proportion to it (the
-  // unescaped strings alone are as large): a thread gives that back after use.
-  static void shrink_parser() {
-    constexpr std::size_t kKeep = 4 << 20;
-    if (thread_parser().capacity() > kKeep) thread_parser() = simdjson::dom::parser();
-  }
-
-  static Result<std::string> string_of(std::optional<simdjson::dom::element> e, const char* name,
-                                       const char* fallback = nullptr) {
-    if (!e || (e->is_null() && fallback != nullptr)) {
-      if (fallback != nullptr) return std::string(fallback);
-      return make_error(ErrorCode::kBadRequest, fmt::format("missing field '{}'", name));
-    }
-    std::string_view text;
-    if (e->get(text) != simdjson::SUCCESS) {
-      return make_error(ErrorCode::kBadRequest, fmt::format("field '{}' must be a string", name));
-    }
-    return std::string(text);
-  }
-
- private:
-  simdjson::dom::object object_;
-};
-
 // Parses a body that carries a value. Parsing and extracting it take memory in
 // proportion to the body: that is held against --max-buffer-memory as well.
 Result<BufferCharge> parse_value_body(JsonBody& body, const Request& req, Context& ctx) {
@@ -224,6 +131,13 @@ Result<ValueView> read_value(const Request& req, Context& ctx) {
 }
 
 }  // namespace
+
+Result<Location> usable_location(std::string_view name, Context& ctx) {
+  auto loc = Location::parse(name);
+  if (!loc) return loc;
+  if (auto ok = ctx.store.check_location(*loc); !ok) return tl::unexpected(ok.error());
+  return loc;
+}
 
 Result<BufferCharge> BufferCharge::take(Context& ctx, std::uint64_t bytes) {
   BufferCharge charge;
@@ -677,6 +591,7 @@ Reply handle_stats(Request& req, Context& ctx) {
     stats["connections"] = ctx.state->connections.load(std::memory_order_relaxed);
     stats["max_connections"] = ctx.state->max_connections;
   }
+  stats["incoming_transfers"] = ctx.transfers != nullptr ? ctx.transfers->active() : 0;
   return json_response(dump({{"stats", std::move(stats)}}));
 }
 
@@ -702,64 +617,6 @@ Reply handle_set_max_memory(Request& req, Context& ctx) {
 
 Reply handle_health(Request& req, Context& ctx) {
   return json_response(dump({{"status", "ok"}, {"version", GSWARM_VERSION}}));
-}
-
-Reply handle_send(Request& req, Context& ctx) {
-  JsonBody body;
-  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
-  auto key = body.string("key");
-  if (!key) return error_response(key.error());
-  if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
-  // The legacy /send names its target "url"; /send_extended "target".
-  auto target = body.field("target") ? body.string("target") : body.string("url");
-  if (!target) return error_response(target.error());
-
-  // "node:device:N" (a location on a node) or "host:port" (another server).
-  std::string_view t = *target;
-  auto colon = t.find(':');
-  auto location =
-      colon == std::string_view::npos ? Location::parse("") : Location::parse(t.substr(colon + 1));
-  if (!location) {
-    return error_response(ErrorCode::kNotSupported,
-                          fmt::format("sending to another server ({}) is not supported yet: "
-                                      "node-to-node transfer comes in a later release",
-                                      *target));
-  }
-  std::string node(t.substr(0, colon));
-  if (node != ctx.node_name && node != "localhost" && node != "local") {
-    return error_response(ErrorCode::kNotSupported,
-                          fmt::format("sending to node '{}' is not supported yet (this server is "
-                                      "node '{}'): node-to-node transfer comes in a later release",
-                                      node, ctx.node_name));
-  }
-  if (auto ok = ctx.store.check_location(*location); !ok) return error_response(ok.error());
-  auto source_name = body.string("source_location", "");
-  if (!source_name) return error_response(source_name.error());
-  std::optional<Location> source;
-  if (!source_name->empty()) {
-    auto parsed = usable_location(*source_name, ctx);
-    if (!parsed) return error_response(parsed.error());
-    source = *parsed;
-  }
-  return Reply(std::function<Response()>([&store = ctx.store, key = std::move(*key), node,
-                                          dest = *location, source, t = *target] {
-                 auto sent = store.copy(key, dest, source);
-                 if (!sent) return error_response(sent.error());
-                 double gbps =
-                     sent->seconds > 0 ? static_cast<double>(sent->size) / sent->seconds / 1e9 : 0;
-                 return json_response(dump({{"status", "success"},
-                                            {"success", true},
-                                            {"key", key},
-                                            {"source", sent->source.name()},
-                                            {"target", t},
-                                            {"node", node},
-                                            {"destination", sent->destination.name()},
-                                            {"method", sent->method},
-                                            {"size", sent->size},
-                                            {"seconds", sent->seconds},
-                                            {"throughput_gbps", gbps}}));
-               }),
-               Lane::kMove);
 }
 
 }  // namespace gswarm::server

@@ -11,6 +11,12 @@
 #include "server/http_message.hpp"
 #include "storage/tier.hpp"
 
+namespace gswarm::cluster {
+class IncomingTransfers;
+class Membership;
+class Sender;
+}  // namespace gswarm::cluster
+
 namespace gswarm::server {
 
 struct Limits {
@@ -35,6 +41,10 @@ struct Context {
   Limits limits;
   std::string node_name;         // this server's name in "node:device:N" targets
   ServerState* state = nullptr;  // null in handler unit tests: no buffer accounting
+  // Sending to other servers and receiving sends in ranges; null: not served.
+  cluster::Membership* membership = nullptr;
+  cluster::Sender* sender = nullptr;
+  cluster::IncomingTransfers* transfers = nullptr;
 };
 
 // Holds bytes of --max-buffer-memory for as long as it lives.
@@ -61,6 +71,9 @@ class BufferCharge {
   std::uint64_t bytes_ = 0;
 };
 
+// A location name this server can hold (400 otherwise).
+[[nodiscard]] Result<Location> usable_location(std::string_view name, Context& ctx);
+
 Reply handle_write(Request& req, Context& ctx);
 Reply handle_write_extended(Request& req, Context& ctx);
 
@@ -84,6 +97,13 @@ Reply handle_locations(Request& req, Context& ctx);
 Reply handle_stats(Request& req, Context& ctx);
 Reply handle_set_max_memory(Request& req, Context& ctx);
 Reply handle_health(Request& req, Context& ctx);
+
+// cluster_handlers.cpp: sends to other servers, membership, transfers in ranges.
 Reply handle_send(Request& req, Context& ctx);
+Reply handle_nodes(Request& req, Context& ctx);
+Reply handle_transfer_begin(Request& req, Context& ctx);
+Reply handle_transfer_range(Request& req, Context& ctx);
+Reply handle_transfer_commit(Request& req, Context& ctx);
+Reply handle_transfer_abort(Request& req, Context& ctx);
 
 }  // namespace gswarm::server

@@ -23,6 +23,11 @@ constexpr std::array kRoutes = {
     Route{"GET", "/location/", true, BodyKind::kNone, handle_location},
     Route{"GET", "/locations", false, BodyKind::kNone, handle_locations},
     Route{"GET", "/health", false, BodyKind::kNone, handle_health},
+    Route{"GET", "/nodes", false, BodyKind::kNone, handle_nodes},
+    Route{"POST", "/transfers", false, BodyKind::kControl, handle_transfer_begin},
+    Route{"PUT", "/transfers/", true, BodyKind::kRange, handle_transfer_range},
+    Route{"POST", "/transfers/", true, BodyKind::kNone, handle_transfer_commit},
+    Route{"DELETE", "/transfers/", true, BodyKind::kNone, handle_transfer_abort},
 };
 
 bool path_matches(const Route& route, std::string_view path) {

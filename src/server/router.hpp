@@ -15,6 +15,7 @@ enum class BodyKind {
   kControl,      // JSON object of a few fields, up to Limits::max_control_size
   kJson,         // JSON object carrying a value, up to Limits::max_request_size
   kJsonOrValue,  // kJson, or a raw application/octet-stream value streamed into a tier
+  kRange,        // one byte range of a transfer (application/octet-stream), streamed into it
 };
 
 using Handler = Reply (*)(Request&, Context&);

@@ -22,6 +22,8 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
 
+#include "cluster/incoming.hpp"
+#include "cluster/membership.hpp"
 #include "server/local_socket.hpp"
 #include "server/session.hpp"
 #include "storage/shared_memory.hpp"
@@ -94,7 +96,14 @@ asio::awaitable<void> turn_away(std::shared_ptr<tcp::socket> socket, std::string
 
 struct Server::Impl {
   Impl(Store& store, ServerOptions opts)
-      : options(std::move(opts)), ctx{store, options.limits, node_name(options.node_name), &state} {
+      : options(std::move(opts)),
+        ctx{store, options.limits, node_name(options.node_name), &state},
+        membership(ctx.node_name, cluster::Address{options.host, options.port}),
+        sender(store, membership, options.cluster.sender),
+        transfers(options.cluster.transfer_timeout) {
+    ctx.membership = &membership;
+    ctx.sender = &sender;
+    ctx.transfers = &transfers;
     state.buffers.set_limit(options.max_buffer_memory);
     int n = options.threads > 0
                 ? options.threads
@@ -131,8 +140,15 @@ struct Server::Impl {
         }
       }
       // Loop 0 also holds the signal and drain timers: it ends after every loop's
-      // connections are gone, the others once their own are.
+      // connections are gone, the others once their own are. It also drops
+      // transfers whose sender went quiet.
       const bool first = &loop == loops[0].get();
+      if (first && !stopping) {
+        if (std::size_t n = transfers.expire(); n > 0) {
+          spdlog::info("dropped {} incoming transfer(s) idle for over {} s", n,
+                       transfers.idle_timeout().count());
+        }
+      }
       if (stopping && loop.connections.empty() && (!first || state.connections.load() == 0)) {
         if (first) finish_stop();
         loop.guard.reset();
@@ -140,6 +156,32 @@ struct Server::Impl {
       }
       sweep(loop);
     });
+  }
+
+  // Who this server is to the others, and who they are.
+  Result<void> join_cluster() {
+    const auto& c = options.cluster;
+    if (!c.advertise.empty()) {
+      auto address = cluster::parse_address(c.advertise);
+      if (!address) {
+        return make_error(ErrorCode::kBadRequest,
+                          fmt::format("--advertise-address: {}", address.error().message));
+      }
+      membership.set_self_address(std::move(*address));
+    } else {
+      beast::error_code ec;
+      const std::uint16_t port = acceptor->local_endpoint(ec).port();
+      // A server listening on every interface is reached by its host name.
+      const bool any = options.host == "0.0.0.0" || options.host == "::";
+      membership.set_self_address({any ? node_name("") : options.host, port});
+    }
+    for (const auto& peer : c.peers) {
+      if (auto ok = membership.add_static(peer); !ok) return ok;
+    }
+    if (!c.peers_file.empty()) {
+      if (auto ok = membership.load_peers_file(c.peers_file); !ok) return ok;
+    }
+    return {};
   }
 
   void accept_next() {
@@ -270,6 +312,9 @@ struct Server::Impl {
   ServerOptions options;
   ServerState state;
   Context ctx;
+  cluster::Membership membership;
+  cluster::Sender sender;
+  cluster::IncomingTransfers transfers;
   std::vector<std::unique_ptr<Loop>> loops;
   std::optional<tcp::acceptor> acceptor;
   std::optional<asio::signal_set> signals;
@@ -335,6 +380,7 @@ Result<void> Server::listen() {
   if (acceptor.non_blocking(true, ec); ec) return fail("configure");
   impl.backoff_timer.emplace(io);
   impl.drain_timer.emplace(io);
+  if (auto ok = impl.join_cluster(); !ok) return ok;
   if (impl.options.local_socket) {
     auto local = LocalSocket::open(io, impl.ctx.store);
     if (!local) return tl::unexpected(local.error());

@@ -18,12 +18,23 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <gswarm/error.hpp>
 
+#include "cluster/sender.hpp"
 #include "server/kv_handlers.hpp"
 
 namespace gswarm::server {
+
+// Taking part in a cluster: membership, sends to other servers, receiving them.
+struct ClusterOptions {
+  std::vector<std::string> peers;  // "NAME=HOST:PORT"
+  std::string peers_file;
+  std::string advertise;  // HOST:PORT other servers reach this one at; empty: derived
+  cluster::SenderOptions sender;
+  std::chrono::seconds transfer_timeout{60};  // a transfer in ranges idle this long is dropped
+};
 
 struct ServerOptions {
   std::string host = "0.0.0.0";
@@ -36,6 +47,7 @@ struct ServerOptions {
   std::chrono::seconds drain_timeout{10};    // how long stopping waits for requests in flight
   std::uint64_t max_connections = 0;         // 0: from the descriptor limit, at most 4096
   std::uint64_t max_buffer_memory = 1ull << 30;  // request and answer bodies in flight
+  ClusterOptions cluster;
   bool local_socket = true;  // serve read pointers to local processes
   bool handle_signals = true;
 };

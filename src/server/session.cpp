@@ -4,6 +4,8 @@
 #include <sys/ioctl.h>
 
 #include <array>
+#include <charconv>
+#include <functional>
 #include <cstring>
 #include <optional>
 
@@ -21,6 +23,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
 
+#include "cluster/incoming.hpp"
 #include "server/router.hpp"
 
 namespace gswarm::server {
@@ -301,13 +304,14 @@ asio::awaitable<std::optional<Outcome>> read_json_body(Connection& conn, beast::
   co_return std::nullopt;
 }
 
-// Streams a raw value for a tier the CPU cannot address (disk, GPU) through two
-// bounded buffers: one fills from the socket while the io pool writes the other.
+// Receives `size` body bytes for a tier the CPU cannot address (disk, GPU)
+// through two bounded buffers: one fills from the socket while the io pool hands
+// the other to `store` (offset from the first byte, and the bytes).
+using Sink = std::function<Result<void>(std::uint64_t, std::span<const std::byte>)>;
 asio::awaitable<std::optional<Outcome>> stream_value(Connection& conn, beast::flat_buffer& buffer,
-                                                     const std::shared_ptr<PendingWrite>& pending,
+                                                     std::uint64_t size, const Sink& store,
                                                      SessionEnv env) {
-  const std::size_t chunk =
-      static_cast<std::size_t>(std::min<std::uint64_t>(kStreamChunk, pending->size()));
+  const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(kStreamChunk, size));
   auto held = BufferCharge::take(env.ctx, 2 * chunk);
   if (!held) co_return failed(held.error());
   std::array<std::unique_ptr<std::byte[]>, 2> buffers = {
@@ -315,9 +319,8 @@ asio::awaitable<std::optional<Outcome>> stream_value(Connection& conn, beast::fl
       std::make_unique_for_overwrite<std::byte[]>(chunk)};
   auto executor = co_await asio::this_coro::executor;
   std::shared_ptr<Background<Result<void>>> writing;
-  std::uint64_t remaining = pending->size();
-  for (int current = 0; remaining > 0; current ^= 1) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, remaining));
+  for (std::uint64_t at = 0, current = 0; at < size; current ^= 1) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, size - at));
     const std::span<std::byte> piece{buffers[current].get(), n};
     auto ec = co_await read_into(conn, buffer, piece, env.options.request_timeout);
     // The previous piece's write must end before its buffer is used or freed.
@@ -326,12 +329,70 @@ asio::awaitable<std::optional<Outcome>> stream_value(Connection& conn, beast::fl
     if (ec) co_return body_failed(conn, ec);
     if (!written) co_return failed(written.error());
     writing = start<Result<void>>(env.ctx.store.io(), executor,
-                                  [pending, piece] { return pending->append(piece); });
-    remaining -= n;
+                                  [&store, at, piece] { return store(at, piece); });
+    at += n;
   }
   if (writing) {
     if (auto written = co_await finish(writing); !written) co_return failed(written.error(), true);
   }
+  co_return std::nullopt;
+}
+
+// "Expect: 100-continue": the client waits for this before it sends the body.
+// False when the connection is gone.
+asio::awaitable<bool> continue_if_expected(Connection& conn,
+                                           const http::request_parser<http::empty_body>& parser,
+                                           bool has_body, SessionEnv env) {
+  if (!has_body || !beast::iequals(parser.get()[http::field::expect], "100-continue")) {
+    co_return true;
+  }
+  static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+  auto ec = co_await write_all(conn, asio::buffer(kContinue), env.options.request_timeout);
+  co_return !ec;
+}
+
+// PUT /transfers/{id}?offset=N: one byte range of a transfer, received straight
+// into its place in the value.
+asio::awaitable<std::optional<Outcome>> receive_range(
+    Connection& conn, beast::flat_buffer& buffer,
+    const http::request_parser<http::empty_body>& parser, Request& req, std::uint64_t length,
+    SessionEnv env) {
+  const bool empty = length == 0;
+  if (env.ctx.transfers == nullptr) {
+    co_return failed(Error{ErrorCode::kNotSupported, "this server does not take transfers"}, empty);
+  }
+  if (!is_octet_stream(req.content_type)) {
+    co_return failed(Error{ErrorCode::kUnsupportedMedia,
+                           "a transfer's range is sent as application/octet-stream"},
+                     empty);
+  }
+  std::uint64_t offset = 0;
+  const std::string& text = req.query["offset"];
+  auto [end, parse_error] = std::from_chars(text.data(), text.data() + text.size(), offset);
+  if (text.empty() || parse_error != std::errc() || end != text.data() + text.size()) {
+    co_return failed(Error{ErrorCode::kBadRequest, "give the range's first byte as ?offset=N"},
+                     empty);
+  }
+  auto range = env.ctx.transfers->claim(req.param, offset, length);
+  if (!range) co_return failed(range.error(), empty);
+  std::optional<Outcome> problem;
+  if (!co_await continue_if_expected(conn, parser, !empty, env)) {
+    problem.emplace();
+    problem->drop = true;
+  } else if (range->direct()) {
+    if (auto ec = co_await read_into(conn, buffer, range->buffer(), env.options.request_timeout);
+        ec) {
+      problem = body_failed(conn, ec);
+    }
+  } else {
+    const Sink store = [r = &*range](std::uint64_t at, std::span<const std::byte> piece) {
+      return r->write(at, piece);
+    };
+    problem = co_await stream_value(conn, buffer, length, store, env);
+  }
+  env.ctx.transfers->finish(*range, !problem);
+  if (problem) co_return problem;
+  req.range_received = length;
   co_return std::nullopt;
 }
 
@@ -385,7 +446,12 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   // A raw value (even an empty one) streams into its tier; JSON into a string.
   const bool raw = route.body == BodyKind::kJsonOrValue && is_octet_stream(req.content_type);
   BufferCharge body_charge;
-  if ((route.body != BodyKind::kNone && has_body) || raw) {
+  if (route.body == BodyKind::kRange) {
+    if (auto problem = co_await receive_range(conn, buffer, parser, req, length, env)) {
+      co_return std::move(*problem);
+    }
+    out.body_consumed = true;
+  } else if ((route.body != BodyKind::kNone && has_body) || raw) {
     std::optional<RawTarget> raw_target;
     std::uint64_t limit = env.ctx.limits.max_request_size;
     std::string_view limit_name = "--max-request-size";
@@ -425,13 +491,9 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
       if (!prepared) co_return failed(prepared.error(), out.body_consumed);
       pending = std::make_shared<PendingWrite>(std::move(*prepared));
     }
-    if (has_body && beast::iequals(head[http::field::expect], "100-continue")) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      if (auto ec = co_await write_all(conn, asio::buffer(kContinue), env.options.request_timeout);
-          ec) {
-        out.drop = true;
-        co_return out;
-      }
+    if (!co_await continue_if_expected(conn, parser, has_body, env)) {
+      out.drop = true;
+      co_return out;
     }
     std::optional<Outcome> problem;
     if (!pending) {
@@ -443,7 +505,10 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
         problem = body_failed(conn, ec);
       }
     } else {
-      problem = co_await stream_value(conn, buffer, pending, env);
+      const Sink store = [&pending](std::uint64_t, std::span<const std::byte> piece) {
+        return pending->append(piece);
+      };
+      problem = co_await stream_value(conn, buffer, pending->size(), store, env);
     }
     if (problem) co_return std::move(*problem);
     out.body_consumed = true;

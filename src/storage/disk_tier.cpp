@@ -181,10 +181,34 @@ class DiskExtent final : public Extent {
     return {};
   }
 
+  // Ranges may arrive on several threads at once: each is written where it
+  // belongs and handed to the disk; the checksum is computed from the file at
+  // seal(), while its pages are still cached.
+  Result<void> write_range(std::uint64_t offset, std::span<const std::byte> in) override {
+    if (offset > size_ || in.size() > size_ - offset || written_ != 0) {
+      return make_error(ErrorCode::kInternal, "a disk value range outside the value");
+    }
+    if (abandoned_.load(std::memory_order_relaxed)) return replaced();
+    if (!pwrite_all(fd_, in.data(), in.size(), header_size_ + offset)) {
+      return tl::unexpected(disk_error("cannot write a value file", temp_));
+    }
+    ::sync_file_range(fd_, static_cast<off_t>(header_size_ + offset),
+                      static_cast<off_t>(in.size()), SYNC_FILE_RANGE_WRITE);
+    ranged_.fetch_add(in.size(), std::memory_order_relaxed);
+    return {};
+  }
+  bool concurrent_ranges() const override { return true; }
+
   Result<void> seal() override {
     if (published_) return {};
-    if (written_ != size_) return make_error(ErrorCode::kInternal, "sealing a partial disk value");
+    const std::uint64_t ranged = ranged_.load(std::memory_order_relaxed);
+    if (written_ + ranged != size_) {
+      return make_error(ErrorCode::kInternal, "sealing a partial disk value");
+    }
     if (abandoned_.load(std::memory_order_relaxed)) return replaced();
+    if (ranged > 0) {
+      if (auto hashed = hash_file(); !hashed) return hashed;
+    }
     header_.payload_hash = XXH3_64bits_digest(&hash_state_);
     header_.header_hash = header_hash(header_, key_, format_);
     payload_hash_ = header_.payload_hash;
@@ -265,6 +289,21 @@ class DiskExtent final : public Extent {
   }
 
  private:
+  // Feeds the payload, as written to the file, to the checksum.
+  Result<void> hash_file() {
+    constexpr std::size_t kPiece = 1 << 20;
+    auto piece = std::make_unique_for_overwrite<std::byte[]>(kPiece);
+    for (std::uint64_t at = 0; at < size_;) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kPiece, size_ - at));
+      if (!pread_all(fd_, piece.get(), n, header_size_ + at)) {
+        return tl::unexpected(disk_error("cannot read back a value file", temp_));
+      }
+      XXH3_64bits_update(&hash_state_, piece.get(), n);
+      at += n;
+    }
+    return {};
+  }
+
   static tl::unexpected<Error> replaced() {
     return make_error(ErrorCode::kConflict,
                       "the key was overwritten or released while this copy was being written");
@@ -289,6 +328,7 @@ class DiskExtent final : public Extent {
   XXH3_state_t hash_state_{};
   std::uint64_t written_ = 0;
   std::uint64_t flushed_ = 0;
+  std::atomic<std::uint64_t> ranged_{0};  // bytes written by write_range(), any thread
 };
 
 // ---- start-up checks -------------------------------------------------------------
@@ -408,7 +448,7 @@ Result<ExtentRef> DiskTier::allocate(std::uint64_t size, std::string_view key,
     return tl::unexpected(disk_error("cannot create a directory", final_path.parent_path()));
   }
   // Read-only once written: the descriptor opened here is the only writer.
-  int fd = ::open(temp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0400);
+  int fd = ::open(temp.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0400);
   if (fd < 0) {
     shared_->counter.release(header_size + size);
     return tl::unexpected(disk_error("cannot create a value file", temp));

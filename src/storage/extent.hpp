@@ -63,6 +63,15 @@ class Extent {
   // Stores `in` at [offset, offset + in.size()). Before seal() only; tiers may
   // require sequential writes (the disk tier does).
   [[nodiscard]] virtual Result<void> write(std::uint64_t offset, std::span<const std::byte> in);
+  // Stores one range of a value that arrives in ranges, in any order (a value
+  // sent over several connections at once). Before seal() only; ranges are
+  // disjoint. Tiers that take ranges concurrently say so (concurrent_ranges());
+  // for the others the caller makes the calls one at a time.
+  [[nodiscard]] virtual Result<void> write_range(std::uint64_t offset,
+                                                 std::span<const std::byte> in) {
+    return write(offset, in);
+  }
+  virtual bool concurrent_ranges() const { return host_data() != nullptr; }
   // read()/write() knowing whether the host buffer is page-locked; tiers that
   // copy through DMA (devices) use it to skip staging.
   [[nodiscard]] virtual Result<void> read_into(std::uint64_t offset, std::span<std::byte> out,

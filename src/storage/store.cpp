@@ -107,6 +107,17 @@ Result<void> PendingWrite::append(std::span<const std::byte> bytes) {
   return {};
 }
 
+Result<void> PendingWrite::write_at(std::uint64_t offset, std::span<const std::byte> bytes) {
+  if (offset > size() || bytes.size() > size() - offset) {
+    return make_error(ErrorCode::kInternal, "a range outside the value");
+  }
+  if (direct()) {
+    if (!bytes.empty()) std::memcpy(extent_->host_data() + offset, bytes.data(), bytes.size());
+    return {};
+  }
+  return extent_->write_range(offset, bytes);
+}
+
 // ---- nodes ------------------------------------------------------------------------
 
 Store::Node* Store::Node::create(std::string_view key) {
@@ -458,13 +469,19 @@ Result<ValueView> Store::read(std::string_view key) {
   return ValueView{entry.primary, std::string(FormatTable::name(entry.format))};
 }
 
-Result<void> Store::release(std::string_view key) {
+Result<void> Store::release(std::string_view key, std::optional<std::uint64_t> version) {
   std::vector<Replica> old;
   bool found = false;
   Shard& shard = shard_for(key);
   {
     std::lock_guard lock(shard.mutex);
-    if (auto it = shard.nodes.find(key); it != shard.nodes.end()) {
+    auto it = shard.nodes.find(key);
+    if (it != shard.nodes.end() && version && (*it)->entry.version != *version) {
+      return make_error(ErrorCode::kConflict,
+                        fmt::format("key '{}' was written again meanwhile; the new value was kept",
+                                    key));
+    }
+    if (it != shard.nodes.end()) {
       found = true;
       Node* node = *it;
       count(node->entry, -1);
@@ -685,28 +702,34 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
 
 // ---- export -----------------------------------------------------------------------
 
-Result<ExportedValue> Store::export_value(std::string_view key, std::optional<Location> location) {
-  ExtentRef extent;
-  {
-    Shard& shard = shard_for(key);
-    std::lock_guard lock(shard.mutex);
-    auto it = shard.nodes.find(key);
-    if (it == shard.nodes.end()) return key_not_found(key);
-    const Entry& entry = (*it)->entry;
-    if (!location || entry.primary->location() == *location) {
-      extent = entry.primary;
-    } else if (entry.extras) {
-      for (const auto& r : entry.extras->replicas) {
-        if (r.location == *location && r.status == CopyStatus::kComplete) extent = r.extent;
-      }
-    }
-    if (!extent) {
-      return make_error(ErrorCode::kWrongLocation,
-                        fmt::format("key '{}' has no copy in {}; it is in {}", key,
-                                    location->name(), entry.primary->location().name()));
+Result<ReplicaView> Store::open_replica(std::string_view key,
+                                        std::optional<Location> location) const {
+  Shard& shard = shard_for(key);
+  std::lock_guard lock(shard.mutex);
+  auto it = shard.nodes.find(key);
+  if (it == shard.nodes.end()) return key_not_found(key);
+  const Entry& entry = (*it)->entry;
+  ConstExtentRef extent;
+  if (!location || entry.primary->location() == *location) {
+    extent = entry.primary;
+  } else if (entry.extras) {
+    for (const auto& r : entry.extras->replicas) {
+      if (r.location == *location && r.status == CopyStatus::kComplete) extent = r.extent;
     }
   }
-  return extent->export_read_only();
+  if (!extent) {
+    return make_error(ErrorCode::kWrongLocation,
+                      fmt::format("key '{}' has no copy in {}; it is in {}", key, location->name(),
+                                  entry.primary->location().name()));
+  }
+  return ReplicaView{std::move(extent), std::string(FormatTable::name(entry.format)),
+                     entry.version};
+}
+
+Result<ExportedValue> Store::export_value(std::string_view key, std::optional<Location> location) {
+  auto replica = open_replica(key, location);
+  if (!replica) return tl::unexpected(replica.error());
+  return replica->extent->export_read_only();
 }
 
 // ---- listing and stats ------------------------------------------------------------

@@ -110,6 +110,14 @@ struct MoveResult {
   std::optional<ReadPointer> read_pointer;
 };
 
+// One replica of a key, held for reading (a send streams from it): the bytes stay
+// valid after the key changes. `version` identifies the value it belongs to.
+struct ReplicaView {
+  ConstExtentRef extent;
+  std::string format;
+  std::uint64_t version = 0;
+};
+
 // A DRAM value being read: holds the bytes alive after the key changes.
 struct ValueView {
   ConstExtentRef extent;
@@ -160,6 +168,13 @@ class PendingWrite {
   std::span<std::byte> buffer() { return {extent_->host_data(), extent_->size()}; }
   // Appends the next bytes in order. Blocking unless direct().
   [[nodiscard]] Result<void> append(std::span<const std::byte> bytes);
+  // Stores bytes at `offset`, for a value that arrives in disjoint ranges (over
+  // several connections at once). Concurrent calls are safe when
+  // concurrent_ranges(); otherwise the caller makes them one at a time.
+  // Blocking unless direct(). Once every byte was stored, mark_all_received().
+  [[nodiscard]] Result<void> write_at(std::uint64_t offset, std::span<const std::byte> bytes);
+  bool concurrent_ranges() const { return extent_->concurrent_ranges(); }
+  void mark_all_received() { received_ = size(); }
   std::uint64_t size() const { return extent_->size(); }
   std::uint64_t received() const { return received_; }
   // True when commit_write does disk I/O (sealing a disk file, or removing the
@@ -204,8 +219,14 @@ class Store {
                                           Location location, std::string_view format);
 
   [[nodiscard]] Result<ValueView> read(std::string_view key);
-  // Blocking (disk files are removed).
-  [[nodiscard]] Result<void> release(std::string_view key);
+  // Blocking (disk files are removed). With `version`, only that value is
+  // removed: a key written since is kept and the answer is kConflict.
+  [[nodiscard]] Result<void> release(std::string_view key,
+                                     std::optional<std::uint64_t> version = std::nullopt);
+  // The key's complete replica in `location` (its primary when nullopt), held
+  // for reading. kNotFound, or kWrongLocation when it has no copy there.
+  [[nodiscard]] Result<ReplicaView> open_replica(std::string_view key,
+                                                 std::optional<Location> location) const;
   // Blocking: copies on the calling thread.
   [[nodiscard]] Result<MoveResult> move(std::string_view key, Location destination);
   // Queues the move on the movers and returns its operation id at once; progress

@@ -25,11 +25,11 @@ LISTENING = re.compile(r"gswarm listening on (\S+):(\d+)")
 class Server:
     """One `gswarm data start` process on an ephemeral port."""
 
-    def __init__(self, disk_path, log_path):
+    def __init__(self, disk_path, log_path, *extra):
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [BINARY, "data", "start", "--host", "127.0.0.1", "--port", "0",
-             "--disk-path", str(disk_path)],
+             "--disk-path", str(disk_path), *extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         lines = queue.Queue()
         # Reads stdout to its end so the server never blocks on a full pipe; the
@@ -195,11 +195,67 @@ def test_spec_stats_example(server):
         assert re.search(r"GPU memory:\s+none", out), out
 
 
-def test_spec_send_examples_to_other_nodes_are_not_supported_yet(server):
-    for args in (("send", "user:123", "localhost:9016"),
-                 ("send", "model:weights", "node2:device:1", "--source", "device:0"),
-                 ("send-gpu", "model:weights", "device:0", "node2", "device:1")):
-        assert "not supported" in one_error_line(run(*args, host=server.address))
+@pytest.fixture(scope="module")
+def node2(tmp_path_factory):
+    """A second server, known to `cluster_source` as node2."""
+    root = tmp_path_factory.mktemp("node2")
+    srv = Server(root / "disk", root / "server.log", "--node-name", "node2")
+    yield srv
+    assert srv.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def cluster_source(tmp_path_factory, node2):
+    root = tmp_path_factory.mktemp("node1")
+    srv = Server(root / "disk", root / "server.log", "--node-name", "node1",
+                 "--peer", f"node2={node2.address}")
+    yield srv
+    assert srv.stop() == 0
+
+
+def test_spec_send_examples(cluster_source, node2):
+    host = cluster_source.address
+    ok(run("write", "user:123", "hello", host=host))
+    port = node2.address.rsplit(":", 1)[1]
+    # The reference's `gswarm data send "user:123" "localhost:9016"`, with node2's port.
+    out = ok(run("send", "user:123", f"localhost:{port}", host=host))
+    assert re.match(rf"Sent 'user:123' from dram to localhost:{port}:dram via standard "
+                    r"\(.* in \d+\.\d+ s, .*GB/s\)$", out.strip()), out
+    assert ok(run("read", "user:123", host=node2.address)).strip() == "hello"
+    assert ok(run("read", "user:123", host=host)).strip() == "hello", "the source stays"
+    # GPU-to-GPU examples: without GPUs here, the source says so in one line.
+    if gpu_count(cluster_source) == 0:
+        ok(run("write", "model:weights", "w", host=host))
+        for args in (("send", "model:weights", "node2:device:1", "--source", "device:0"),
+                     ("send-gpu", "model:weights", "device:0", "node2", "device:1")):
+            assert "device:0" in one_error_line(run(*args, host=host))
+
+
+def test_send_by_node_name_deletes_the_source_when_asked(cluster_source, node2):
+    host = cluster_source.address
+    ok(run("write", "moving", "v", host=host))
+    out = ok(run("send", "moving", "node2:disk", "--delete-source", host=host))
+    assert "node2" in out and "released" in out, out
+    assert "not found" in one_error_line(run("get-location", "moving", host=host))
+    where = json.loads(ok(run("get-location", "moving", "--json", host=node2.address)))
+    assert where["location"] == "disk"
+
+
+def test_nodes_lists_this_server_and_its_peers(cluster_source, node2):
+    lines = ok(run("nodes", host=cluster_source.address)).strip().splitlines()
+    assert lines[0].split() == ["NODE", "ADDRESS", "ALIVE", "SOURCE"]
+    assert lines[1].split() == ["node1", cluster_source.address, "yes", "self"]
+    assert lines[2].split() == ["node2", node2.address, "yes", "static"]
+
+
+def test_send_errors_are_one_clear_line(cluster_source):
+    host = cluster_source.address
+    ok(run("write", "e:k", "v", host=host))
+    assert "not found" in one_error_line(run("send", "e:missing", "node2", host=host))
+    assert "valid locations" in one_error_line(run("send", "e:k", "localhost:dramm", host=host))
+    assert "known nodes are node1, node2" in one_error_line(run("send", "e:k", "node9", host=host))
+    assert "cannot connect" in one_error_line(
+        run("send", "e:k", f"127.0.0.1:{free_port()}", host=host))
 
 
 def test_send_to_this_node_copies_and_shows_method_and_timing(server):
@@ -216,7 +272,8 @@ def test_send_to_this_node_copies_and_shows_method_and_timing(server):
     assert json.loads(ok(run("stats", "--json", host=host)))["stats"]["disk_keys"] == disk_keys - 1
     assert "not found" in one_error_line(run("get-location", "send:k", host=host))
     if gpu_count(server) == 0:
-        line = one_error_line(run("send-gpu", "send:k", "device:0", "localhost", "device:1", host=host))
+        ok(run("write", "send:g", "payload", host=host))
+        line = one_error_line(run("send-gpu", "send:g", "device:0", "localhost", "device:1", host=host))
         assert "device:" in line and "not available" in line
 
 

@@ -25,51 +25,6 @@ namespace fs = std::filesystem;
 
 constexpr uid_t kNobody = 65534;
 
-struct Refusal {
-  int exit_code = -1;
-  bool started = false;
-  std::string stderr_text;
-};
-
-// Runs `gswarm data start` on `disk` and reports whether it started; a server
-// that starts is stopped at once.
-Refusal try_start(const fs::path& disk) {
-  const fs::path err = disk.parent_path() / "start.err";
-  const fs::path out = disk.parent_path() / "start.out";
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    std::string args[] = {gswarm_binary(), "data", "start",       "--host",     "127.0.0.1",
-                          "--port",        "0",    "--disk-path", disk.string()};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::freopen(err.c_str(), "w", stderr);
-    std::freopen(out.c_str(), "w", stdout);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  Refusal r;
-  for (int i = 0; i < 500; ++i) {
-    int status = 0;
-    if (::waitpid(pid, &status, WNOHANG) == pid) {
-      r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-      break;
-    }
-    std::ifstream o(out);
-    std::string text((std::istreambuf_iterator<char>(o)), std::istreambuf_iterator<char>());
-    if (text.find("listening") != std::string::npos) {
-      r.started = true;
-      ::kill(pid, SIGTERM);
-      ::waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  std::ifstream e(err);
-  r.stderr_text.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
-  return r;
-}
-
 std::uint32_t mode_of(const fs::path& p) {
   struct stat st {};
   ::lstat(p.c_str(), &st);

@@ -7,10 +7,13 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -81,6 +84,55 @@ inline std::string detail_of(const HttpResponse& r) {
   json j = body_json(r);
   if (j.is_object() && j.contains("detail") && j["detail"].is_string()) return j["detail"].get<std::string>();
   return {};
+}
+
+// ---- starting the binary ------------------------------------------------------
+
+struct Refusal {
+  int exit_code = -1;
+  bool started = false;
+  std::string stderr_text;
+};
+
+// Runs `gswarm data start` on `disk` (with `extra` arguments) and reports whether it started; a server
+// that starts is stopped at once.
+inline Refusal try_start(const std::filesystem::path& disk,
+                         const std::vector<std::string>& extra = {}) {
+  const std::filesystem::path err = disk.parent_path() / "start.err";
+  const std::filesystem::path out = disk.parent_path() / "start.out";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    std::vector<std::string> args = {gswarm::testing::gswarm_binary(), "data", "start", "--host",
+                                     "127.0.0.1", "--port", "0", "--disk-path", disk.string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::freopen(err.c_str(), "w", stderr);
+    std::freopen(out.c_str(), "w", stdout);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  Refusal r;
+  for (int i = 0; i < 500; ++i) {
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+      break;
+    }
+    std::ifstream o(out);
+    std::string text((std::istreambuf_iterator<char>(o)), std::istreambuf_iterator<char>());
+    if (text.find("listening") != std::string::npos) {
+      r.started = true;
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::ifstream e(err);
+  r.stderr_text.assign(std::istreambuf_iterator<char>(e), std::istreambuf_iterator<char>());
+  return r;
 }
 
 // ---- API calls ------------------------------------------------------------

@@ -1,0 +1,224 @@
+#include "cluster/peer_connection.hpp"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace gswarm::cluster {
+namespace {
+
+namespace http = boost::beast::http;
+
+constexpr std::size_t kMaxAnswer = 1 << 20;
+constexpr std::size_t kReceiveChunk = 64 << 10;
+
+}  // namespace
+
+Result<PeerConnection> PeerConnection::open(const Address& address,
+                                            std::chrono::milliseconds timeout) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(address.port);
+  if (int rc = ::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    return make_error(ErrorCode::kPeerFailed, fmt::format("cannot resolve {}: {}", address.text(),
+                                                          ::gai_strerror(rc)));
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, ::freeaddrinfo);
+  Error last{ErrorCode::kPeerFailed, fmt::format("cannot connect to {}", address.text())};
+  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
+    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                      ai->ai_protocol);
+    if (fd < 0) {
+      last.message = fmt::format("cannot connect to {}: {}", address.text(), std::strerror(errno));
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    PeerConnection conn(fd, address, timeout);
+    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+      if (errno != EINPROGRESS) {
+        last = conn.failure("cannot connect to", errno);
+        continue;
+      }
+      if (auto ready = conn.wait(POLLOUT); !ready) {
+        last = ready.error();
+        continue;
+      }
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        last = conn.failure("cannot connect to", err);
+        continue;
+      }
+    }
+    return conn;
+  }
+  return tl::unexpected(last);
+}
+
+PeerConnection::PeerConnection(PeerConnection&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)),
+      address_(std::move(other.address_)),
+      timeout_(other.timeout_),
+      pending_(std::move(other.pending_)) {}
+
+PeerConnection& PeerConnection::operator=(PeerConnection&& other) noexcept {
+  std::swap(fd_, other.fd_);
+  std::swap(address_, other.address_);
+  std::swap(timeout_, other.timeout_);
+  std::swap(pending_, other.pending_);
+  return *this;
+}
+
+PeerConnection::~PeerConnection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Error PeerConnection::failure(std::string_view what, int err) const {
+  return Error{ErrorCode::kPeerFailed,
+               fmt::format("{} {}: {}", what, address_.text(), std::strerror(err))};
+}
+
+Result<void> PeerConnection::wait(short events) {
+  pollfd p{fd_, events, 0};
+  for (;;) {
+    int n = ::poll(&p, 1, static_cast<int>(timeout_.count()));
+    if (n > 0) return {};
+    if (n == 0) {
+      return make_error(ErrorCode::kPeerTimeout,
+                        fmt::format("{} made no progress for {} ms", address_.text(),
+                                    timeout_.count()));
+    }
+    if (errno != EINTR) return tl::unexpected(failure("cannot wait for", errno));
+  }
+}
+
+Result<void> PeerConnection::send_head(std::string_view method, std::string_view target,
+                                       std::string_view content_type, std::uint64_t length,
+                                       std::string_view extra_headers) {
+  std::string head = fmt::format(
+      "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n", method,
+      target, address_.text(), content_type, length, extra_headers);
+  return send(std::as_bytes(std::span(head)));
+}
+
+Result<void> PeerConnection::send(std::span<const std::byte> bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      bytes = bytes.subspan(static_cast<std::size_t>(n));
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      if (auto ready = wait(POLLOUT); !ready) return ready;
+    } else if (n < 0 && errno != EINTR) {
+      return tl::unexpected(failure("lost the connection to", errno));
+    }
+  }
+  return {};
+}
+
+Result<void> PeerConnection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
+  off_t at = static_cast<off_t>(offset);
+  while (length > 0) {
+    const std::size_t step = static_cast<std::size_t>(std::min<std::uint64_t>(length, 1ull << 30));
+    ssize_t n = ::sendfile(fd_, fd, &at, step);
+    if (n > 0) {
+      length -= static_cast<std::uint64_t>(n);
+    } else if (n == 0) {
+      return make_error(ErrorCode::kIo, "a value file ended early while it was being sent");
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (auto ready = wait(POLLOUT); !ready) return ready;
+    } else if (errno != EINTR) {
+      return tl::unexpected(failure("lost the connection to", errno));
+    }
+  }
+  return {};
+}
+
+Result<PeerAnswer> PeerConnection::receive() {
+  http::response_parser<http::string_body> parser;
+  parser.eager(true);
+  parser.body_limit(kMaxAnswer);
+  boost::beast::error_code ec;
+  auto feed = [&]() -> bool {  // false: stop on error
+    while (!pending_.empty() && !parser.is_done()) {
+      std::size_t used = parser.put(boost::asio::buffer(pending_), ec);
+      pending_.erase(0, used);
+      if (ec == http::error::need_more) {
+        ec = {};
+        return true;
+      }
+      if (ec) return false;
+      if (used == 0) return true;
+    }
+    return true;
+  };
+  if (!feed()) {
+    return make_error(ErrorCode::kPeerFailed,
+                      fmt::format("{} answered something unreadable: {}", address_.text(),
+                                  ec.message()));
+  }
+  char chunk[kReceiveChunk];
+  while (!parser.is_done()) {
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      pending_.append(chunk, static_cast<std::size_t>(n));
+      if (!feed()) {
+        return make_error(ErrorCode::kPeerFailed,
+                          fmt::format("{} answered something unreadable: {}", address_.text(),
+                                      ec.message()));
+      }
+    } else if (n == 0) {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("{} closed the connection before answering", address_.text()));
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (auto ready = wait(POLLIN); !ready) return tl::unexpected(ready.error());
+    } else if (errno != EINTR) {
+      return tl::unexpected(failure("lost the connection to", errno));
+    }
+  }
+  auto message = parser.release();
+  return PeerAnswer{message.result_int(), std::move(message.body())};
+}
+
+Result<PeerAnswer> PeerConnection::call(std::string_view method, std::string_view target,
+                                        std::string_view json_body,
+                                        std::string_view extra_headers) {
+  if (auto ok = send_head(method, target, "application/json", json_body.size(), extra_headers);
+      !ok) {
+    return tl::unexpected(ok.error());
+  }
+  if (auto ok = send(std::as_bytes(std::span(json_body))); !ok) return tl::unexpected(ok.error());
+  return receive();
+}
+
+Error peer_error(const Address& address, const PeerAnswer& answer) {
+  ErrorCode code = ErrorCode::kPeerFailed;
+  std::string detail = answer.body.substr(0, 300);
+  auto parsed = nlohmann::json::parse(answer.body, nullptr, false);
+  if (parsed.is_object() && parsed.contains("detail") && parsed["detail"].is_string()) {
+    detail = parsed["detail"].get<std::string>();
+    if (parsed.contains("code") && parsed["code"].is_string()) {
+      code = error_code_from_name(parsed["code"].get<std::string>());
+      if (code == ErrorCode::kInternal) code = ErrorCode::kPeerFailed;
+    }
+  }
+  return Error{code, fmt::format("target {} answered {}: {}", address.text(), answer.status,
+                                 detail)};
+}
+
+}  // namespace gswarm::cluster

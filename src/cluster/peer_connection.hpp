@@ -1,0 +1,71 @@
+// PeerConnection: one HTTP/1.1 connection from this server to another, for
+// sends. Blocking, on the calling thread (a mover), with a deadline that
+// restarts whenever bytes move: a peer that stops reading or answering fails
+// the call within `timeout` instead of holding the thread.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include <gswarm/error.hpp>
+
+#include "cluster/target.hpp"
+
+namespace gswarm::cluster {
+
+struct PeerAnswer {
+  unsigned status = 0;
+  std::string body;
+};
+
+class PeerConnection {
+ public:
+  // Connects within `timeout`. kPeerFailed (with the reason) when the peer
+  // cannot be reached, kPeerTimeout when it does not answer in time.
+  [[nodiscard]] static Result<PeerConnection> open(const Address& address,
+                                                   std::chrono::milliseconds timeout);
+  PeerConnection(PeerConnection&& other) noexcept;
+  PeerConnection& operator=(PeerConnection&& other) noexcept;
+  ~PeerConnection();
+
+  // Sends a request head: method, target, Content-Length and the extra
+  // header lines (each ending in "\r\n"). The body follows with send()/send_file().
+  [[nodiscard]] Result<void> send_head(std::string_view method, std::string_view target,
+                                       std::string_view content_type, std::uint64_t length,
+                                       std::string_view extra_headers = {});
+  [[nodiscard]] Result<void> send(std::span<const std::byte> bytes);
+  // Sends `length` bytes of file `fd` from `offset` without copying them through
+  // user space.
+  [[nodiscard]] Result<void> send_file(int fd, std::uint64_t offset, std::uint64_t length);
+  // Reads one answer (bodies over 1 MiB are refused: control answers are small).
+  [[nodiscard]] Result<PeerAnswer> receive();
+
+  // A whole request with a small body, and its answer.
+  [[nodiscard]] Result<PeerAnswer> call(std::string_view method, std::string_view target,
+                                        std::string_view json_body,
+                                        std::string_view extra_headers = {});
+
+  const Address& address() const { return address_; }
+  int native_handle() const { return fd_; }
+
+ private:
+  PeerConnection(int fd, Address address, std::chrono::milliseconds timeout)
+      : fd_(fd), address_(std::move(address)), timeout_(timeout) {}
+  // Waits until the socket is ready for `events`; kPeerTimeout after timeout_.
+  [[nodiscard]] Result<void> wait(short events);
+  [[nodiscard]] Error failure(std::string_view what, int err) const;
+
+  int fd_ = -1;
+  Address address_;
+  std::chrono::milliseconds timeout_;
+  std::string pending_;  // bytes received after the last answer
+};
+
+// The error a peer's error answer stands for: its code and message, with the
+// peer named ("target 10.0.0.2:9015: ...").
+Error peer_error(const Address& address, const PeerAnswer& answer);
+
+}  // namespace gswarm::cluster

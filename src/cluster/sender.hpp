@@ -1,0 +1,70 @@
+// Sender: copies a key to another server (POST /send_extended, `gswarm data
+// send`). The value streams from the replica it is read from (dram and pinned
+// from memory, disk with sendfile, device:N through host buffers) to the
+// target's write path, over one connection, or over several at once for a large
+// value, each carrying one byte range (doc/http-api.md, "Transfers in ranges").
+// Nothing is held whole on either side, and the target makes the key visible
+// only once every byte arrived.
+//
+// Thread-safe; send() blocks (run it on a mover).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include <gswarm/error.hpp>
+
+#include "cluster/membership.hpp"
+#include "cluster/target.hpp"
+#include "storage/store.hpp"
+
+namespace gswarm::cluster {
+
+struct SenderOptions {
+  int streams = 4;                                  // connections for one large value
+  std::uint64_t parallel_threshold = 64ull << 20;   // values from this size use `streams`
+  std::chrono::milliseconds timeout{30'000};        // connect, and no progress, before failing
+  std::string token;  // sent as "Authorization: Bearer <token>" when not empty
+};
+
+struct SendRequest {
+  std::string key;
+  Target target;                    // resolved through membership when it names a node
+  std::optional<Location> source;   // the replica to send; nullopt: the primary
+  bool delete_source = false;       // release the key here once the target has it
+  int streams = 0;                  // 0: the server's default
+};
+
+struct SendOutcome {
+  std::string node;  // the target's node name; empty for an explicit address
+  Address address;
+  Location source;
+  Location destination;
+  std::string format;
+  std::uint64_t size = 0;
+  double seconds = 0;
+  int streams = 1;
+  bool source_deleted = false;
+};
+
+class Sender {
+ public:
+  Sender(Store& store, Membership& membership, SenderOptions options)
+      : store_(store), membership_(membership), options_(std::move(options)) {}
+
+  // Blocking. kNotFound for a missing key or an unknown node; the target's own
+  // error when it refuses; kPeerFailed / kPeerTimeout when it cannot be reached
+  // or stops answering. The source is untouched unless delete_source and the
+  // target acknowledged.
+  [[nodiscard]] Result<SendOutcome> send(const SendRequest& request);
+  const SenderOptions& options() const { return options_; }
+
+ private:
+  Store& store_;
+  Membership& membership_;
+  const SenderOptions options_;
+};
+
+}  // namespace gswarm::cluster

@@ -1,0 +1,205 @@
+// Handlers of the node-to-node endpoints: POST /send and /send_extended (the
+// source side), GET /nodes, and the target side of sends in ranges
+// (/transfers, doc/http-api.md). The work is in cluster/.
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cluster/incoming.hpp"
+#include "cluster/membership.hpp"
+#include "cluster/sender.hpp"
+#include "cluster/target.hpp"
+#include "core/key.hpp"
+#include "server/json_body.hpp"
+#include "server/kv_handlers.hpp"
+
+namespace gswarm::server {
+namespace {
+
+using json = nlohmann::json;
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+double gbps(std::uint64_t bytes, double seconds) {
+  return seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0;
+}
+
+Response not_served() {
+  return error_response(ErrorCode::kNotSupported, "this server does not take part in sends");
+}
+
+// A send to a location of this node: a copy between its tiers.
+Reply send_here(std::string key, std::string node, Location destination,
+                std::optional<Location> source, bool delete_source, std::string target,
+                Context& ctx) {
+  if (auto ok = ctx.store.check_location(destination); !ok) return error_response(ok.error());
+  return Reply(
+      std::function<Response()>([&ctx, key = std::move(key), node = std::move(node), destination,
+                                 source, delete_source, target = std::move(target)] {
+        auto sent = delete_source && !source ? ctx.store.move(key, destination)
+                                             : ctx.store.copy(key, destination, source);
+        if (!sent) return error_response(sent.error());
+        return json_response(dump({{"status", "success"},
+                                   {"success", true},
+                                   {"key", key},
+                                   {"source", sent->source.name()},
+                                   {"target", target},
+                                   {"node", node},
+                                   {"destination", sent->destination.name()},
+                                   {"method", sent->method},
+                                   {"size", sent->size},
+                                   {"bytes", sent->size},
+                                   {"seconds", sent->seconds},
+                                   {"transfer_time_ms", sent->seconds * 1e3},
+                                   {"throughput_gbps", gbps(sent->size, sent->seconds)},
+                                   {"streams", 1}}));
+      }),
+      Lane::kMove);
+}
+
+}  // namespace
+
+Reply handle_send(Request& req, Context& ctx) {
+  JsonBody body;
+  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto key = body.string("key");
+  if (!key) return error_response(key.error());
+  if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
+  // The legacy /send names its target "url"; /send_extended "target".
+  auto target_text = body.field("target") ? body.string("target") : body.string("url");
+  if (!target_text) return error_response(target_text.error());
+  auto source_name = body.string("source_location", "");
+  if (!source_name) return error_response(source_name.error());
+  auto delete_source = body.boolean("delete_source");
+  if (!delete_source) return error_response(delete_source.error());
+  auto streams = body.unsigned_integer("streams");
+  if (!streams) return error_response(streams.error());
+  if (*streams && (**streams < 1 || **streams > 64)) {
+    return error_response(ErrorCode::kBadRequest, "'streams' must be from 1 to 64");
+  }
+
+  // A missing key is answered before the target is even looked at.
+  if (auto where = ctx.store.location(*key); !where) return error_response(where.error());
+  std::optional<Location> source;
+  if (!source_name->empty()) {
+    auto parsed = usable_location(*source_name, ctx);
+    if (!parsed) return error_response(parsed.error());
+    source = *parsed;
+  }
+  auto target = cluster::parse_target(*target_text);
+  if (!target) return error_response(target.error());
+  const bool remove = delete_source->value_or(false);
+  if (!target->address && (target->node == ctx.node_name || target->node == "localhost" ||
+                           target->node == "local")) {
+    return send_here(std::move(*key), target->node, target->location, source, remove,
+                     *target_text, ctx);
+  }
+  if (ctx.sender == nullptr) return not_served();
+
+  cluster::SendRequest request{std::move(*key), std::move(*target), source, remove,
+                               static_cast<int>(streams->value_or(0))};
+  return Reply(std::function<Response()>([&ctx, request = std::move(request),
+                                          text = std::move(*target_text)] {
+                 auto sent = ctx.sender->send(request);
+                 if (!sent) return error_response(sent.error());
+                 const std::string address = sent->address.text();
+                 return json_response(dump({
+                     {"status", "success"},
+                     {"success", true},
+                     {"key", request.key},
+                     {"source", sent->source.name()},
+                     {"target", text},
+                     {"node", sent->node.empty() ? address : sent->node},
+                     {"address", address},
+                     {"destination", sent->destination.name()},
+                     {"method", "standard"},
+                     {"format", sent->format},
+                     {"size", sent->size},
+                     {"bytes", sent->size},
+                     {"seconds", sent->seconds},
+                     {"transfer_time_ms", sent->seconds * 1e3},
+                     {"throughput_gbps", gbps(sent->size, sent->seconds)},
+                     {"streams", sent->streams},
+                     {"delete_source", request.delete_source},
+                     {"source_deleted", sent->source_deleted},
+                 }));
+               }),
+               Lane::kMove);
+}
+
+Reply handle_nodes(Request& req, Context& ctx) {
+  if (ctx.membership == nullptr) return not_served();
+  json nodes = json::array();
+  for (const auto& m : ctx.membership->members()) {
+    nodes.push_back({{"name", m.name},
+                     {"address", m.address.text()},
+                     {"alive", m.alive},
+                     {"source", m.source},
+                     {"self", m.source == "self"}});
+  }
+  return json_response(dump({{"node", ctx.membership->self_name()}, {"nodes", std::move(nodes)}}));
+}
+
+Reply handle_transfer_begin(Request& req, Context& ctx) {
+  if (ctx.transfers == nullptr) return not_served();
+  JsonBody body;
+  if (auto ok = body.parse(req.body); !ok) return error_response(ok.error());
+  auto key = body.string("key");
+  if (!key) return error_response(key.error());
+  if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
+  auto size = body.unsigned_integer("size");
+  if (!size) return error_response(size.error());
+  if (!*size) return error_response(ErrorCode::kBadRequest, "missing field 'size'");
+  auto location_name = body.string("location", "dram");
+  if (!location_name) return error_response(location_name.error());
+  auto location = usable_location(*location_name, ctx);
+  if (!location) return error_response(location.error());
+  auto format = body.string("format", "bytes");
+  if (!format) return error_response(format.error());
+  if (*format == "json") {
+    // JSON values are checked as they are written: they come whole, by /write_extended.
+    return error_response(ErrorCode::kBadRequest,
+                          "values tagged json are sent whole, with POST /write_extended");
+  }
+  if (**size > ctx.limits.max_value_size) {
+    return error_response(ErrorCode::kTooLarge,
+                          fmt::format("value of {} bytes is over --max-value-size ({} bytes)",
+                                      **size, ctx.limits.max_value_size));
+  }
+  return Reply(std::function<Response()>([&ctx, key = std::move(*key), size = **size,
+                                          location = *location, format = std::move(*format)] {
+    auto pending = ctx.store.prepare_write(key, location, size, format);
+    if (!pending) return error_response(pending.error());
+    std::string id = ctx.transfers->begin(std::move(*pending));
+    return json_response(
+        dump({{"transfer", id},
+              {"key", key},
+              {"size", size},
+              {"location", location.name()},
+              {"idle_timeout", ctx.transfers->idle_timeout().count()}}));
+  }));
+}
+
+Reply handle_transfer_range(Request& req, Context& ctx) {
+  // The session stored the range's bytes before calling this.
+  return json_response(dump({{"status", "success"},
+                             {"transfer", req.param},
+                             {"offset", req.query.contains("offset") ? req.query["offset"] : "0"},
+                             {"received", req.range_received}}));
+}
+
+Reply handle_transfer_commit(Request& req, Context& ctx) {
+  if (ctx.transfers == nullptr) return not_served();
+  auto pending = ctx.transfers->complete(req.param);
+  if (!pending) return error_response(pending.error());
+  auto shared = std::make_shared<PendingWrite>(std::move(*pending));
+  return Reply(std::function<Response()>(
+      [&ctx, shared] { return commit_raw_value(std::move(*shared), ctx); }));
+}
+
+Reply handle_transfer_abort(Request& req, Context& ctx) {
+  if (ctx.transfers == nullptr) return not_served();
+  if (auto ok = ctx.transfers->abort(req.param); !ok) return error_response(ok.error());
+  return json_response(dump({{"status", "success"}, {"transfer", req.param}}));
+}
+
+}  // namespace gswarm::server
