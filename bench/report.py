@@ -78,6 +78,8 @@ def bytes_per(v):
 
 def size_name(n):
     n = int(n)
+    if n >= 1024 * MIB and n % (1024 * MIB) == 0:
+        return f"{n // (1024 * MIB)} GiB"
     if n >= MIB:
         return f"{n // MIB} MiB"
     if n >= 1024:
@@ -126,6 +128,14 @@ def main():
     q = ratio(g, d)
     w(f"| write 1 GiB to `disk`, MB/s: gswarm raw vs `dd bs=1M conv=fsync` on the same file system "
       f"| {mbs(g)} | {mbs(d)} | {fmt_ratio(q)} | >= 0.8x | {met(q, 0.8)} |")
+    iperf4 = num(data, "iperf3.P4", "Bps")
+    for streams, ref, ref_name in ((1, iperf, "iperf3 -P 1"), (4, iperf4, "iperf3 -P 4")):
+        for size in (256 * MIB, 2048 * MIB):
+            g = num(data, f"send.dram.{size}.{streams}", "Bps")
+            q = ratio(g, ref)
+            w(f"| send {size_name(str(size))} dram to dram between two servers, {streams} "
+              f"stream{'s' if streams > 1 else ''}, MB/s: gswarm vs {ref_name} | {mbs(g)} | {mbs(ref)} "
+              f"| {fmt_ratio(q)} | >= 0.9x | {met(q, 0.9)} |")
     g, r = overhead(data, "gswarm"), overhead(data, "redis")
     w(f"| memory per key beyond key and value, bytes (1M keys of 10 B): gswarm vs Redis "
       f"| {bytes_per(g)} | {bytes_per(r)} | {fmt_ratio(ratio(g, r))} | < 100 B "
@@ -200,6 +210,34 @@ def main():
     if rb_w is not None and rb_r is not None:
         w(f"For reference, redis-benchmark (hiredis client, -c 1) on 1 MiB values: "
           f"SET {mbs(rb_w * MIB)} MB/s, GET {mbs(rb_r * MIB)} MB/s.")
+        w("")
+    # Node-to-node sends.
+    if any(name.startswith("send.") for name in data):
+        w("## Node-to-node sends: MB/s between two servers on this machine")
+        w("")
+        w("`POST /send_extended` to a second server on loopback, timed until it answers (the "
+          "target has the value: for `disk`, fsynced and renamed into place); the target's copy "
+          "is released before each round; one untimed round first. 1 stream: one connection "
+          "and `POST /write_extended`; 4 streams: byte ranges over 4 connections "
+          "(`/transfers`). Reference: iperf3 over loopback in the same run, and for disk "
+          "`dd conv=fsync` of 1 GiB.")
+        w("")
+        w("| location | size | streams | gswarm | median round | reference | ratio |")
+        w("|---|---|---:|---:|---:|---:|---:|")
+        dd = num(data, f"dd.disk.{gib}", "Bps")
+        for location in ("dram", "disk"):
+            for size in (256 * MIB, 2048 * MIB):
+                for streams in (1, 4):
+                    name = f"send.{location}.{size}.{streams}"
+                    if name not in data:
+                        continue
+                    g, gm = num(data, name, "Bps"), num(data, name, "median_Bps")
+                    if location == "dram":
+                        ref, ref_name = (iperf, "iperf3 -P 1") if streams == 1 else (iperf4, "iperf3 -P 4")
+                    else:
+                        ref, ref_name = dd, "dd conv=fsync"
+                    w(f"| {location} to {location} | {size_name(str(size))} | {streams} | {mbs(g)} "
+                      f"| {mbs(gm)} | {mbs(ref)} ({ref_name}) | {fmt_ratio(ratio(g, ref))} |")
         w("")
     if logs:
         w("## gswarm warnings during the run")

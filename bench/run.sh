@@ -13,6 +13,7 @@
 #   BENCH_KEYS        keyspace of the small-value loads (default 100000)
 #   WRK_THREADS       wrk threads (default 2)
 #   GSWARM_ARGS       extra flags for `gswarm data start` (e.g. "--threads 1")
+#   BENCH_PARTS       which parts to run, of: large disk send keys small (default: all)
 set -euo pipefail
 results=${1:-}
 [ -z "$results" ] || results=$(realpath -m "$results")  # relative to the caller's folder
@@ -28,6 +29,8 @@ large_sizes=(1048576 268435456)
 declare -A large_count=([1048576]=500 [268435456]=8)
 
 log() { printf '%s [bench] %s\n' "$(date +%T)" "$*" >&2; }
+parts=" ${BENCH_PARTS:-large disk send keys small} "
+part() { [[ $parts == *" $1 "* ]]; }
 
 # ---- tools and build -------------------------------------------------------
 ./scripts/deps.sh redis-server redis-tools wrk iperf3 curl
@@ -72,25 +75,30 @@ wait_for() {  # wait_for SECONDS COMMAND...
   done
 }
 
-# ---- iperf3: one loopback TCP stream -------------------------------------------
-iport=$(free_port)
-iperf3 -s -1 -p "$iport" >"$tmp/iperf3-server.log" 2>&1 &
-pids+=($!)
-log "iperf3: one TCP stream, 5 s"
-# The one-shot server (-1) may not listen yet: a refused client leaves it untouched.
-# (iperf3 3.12 exits 0 with -J even when it cannot connect; the JSON has "error".)
-for _ in $(seq 50); do
-  iperf3 -c 127.0.0.1 -p "$iport" -t 5 -J >"$tmp/iperf3.json" 2>/dev/null || true
-  grep -q '"error"' "$tmp/iperf3.json" || break
-  sleep 0.2
-done
-python3 - "$tmp/iperf3.json" >>"$raw" <<'EOF'
+# ---- iperf3: loopback TCP, one stream and four ------------------------------------
+run_iperf() {  # run_iperf STREAMS NAME
+  local iport
+  iport=$(free_port)
+  iperf3 -s -1 -p "$iport" >"$tmp/iperf3-server.log" 2>&1 &
+  pids+=($!)
+  log "iperf3: $1 TCP stream(s), 5 s"
+  # The one-shot server (-1) may not listen yet: a refused client leaves it untouched.
+  # (iperf3 3.12 exits 0 with -J even when it cannot connect; the JSON has "error".)
+  for _ in $(seq 50); do
+    iperf3 -c 127.0.0.1 -p "$iport" -t 5 -P "$1" -J >"$tmp/iperf3.json" 2>/dev/null || true
+    grep -q '"error"' "$tmp/iperf3.json" || break
+    sleep 0.2
+  done
+  python3 - "$tmp/iperf3.json" "$2" >>"$raw" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1]))
 if "error" in d:
     sys.exit("iperf3: " + d["error"])
-print("iperf3 Bps=%.0f" % (d["end"]["sum_received"]["bits_per_second"] / 8))
+print("%s Bps=%.0f" % (sys.argv[2], d["end"]["sum_received"]["bits_per_second"] / 8))
 EOF
+}
+run_iperf 1 iperf3
+if part send; then run_iperf 4 iperf3.P4; fi
 
 gport_log=$tmp/gswarm.out
 log "starting gswarm and redis-server"
@@ -109,6 +117,7 @@ pids+=($!)
 wait_for 30 bash -c "[ \"\$(redis-cli -p $rport ping)\" = PONG ]" || { cat "$tmp/redis.log" >&2; exit 1; }
 
 # ---- large values: one connection ---------------------------------------------
+if part large; then
 for size in "${large_sizes[@]}"; do
   count=${large_count[$size]}
   for server in gswarm redis; do
@@ -130,8 +139,10 @@ rows = {r["test"]: r for r in csv.DictReader(open(sys.argv[1]))}
 print("redis-benchmark.large.1048576 write_rps=%s read_rps=%s" % (rows["SET"]["rps"], rows["GET"]["rps"]))
 EOF
 redis-cli -p "$rport" flushall >/dev/null
+fi
 
 # ---- disk: 1 GiB raw writes to the disk tier vs dd on the same file system ---------
+if part disk; then
 disk_size=1073741824
 log "gswarm: 1 GiB raw writes to disk x 3 (one untimed first)"
 out=$("$bench_bin" throughput --port "$gport" --size "$disk_size" --count 3 --warmup 1 \
@@ -152,8 +163,24 @@ for _ in range(3):
     os.remove(path)
 print("dd.disk.%d Bps=%.0f" % (size, 3 * size / total))
 EOF
+fi
+
+# ---- node-to-node: sends between two local servers ---------------------------------
+if part send; then
+  tport_log=$tmp/gswarm-target.out
+  "$gswarm_bin" data start --host 127.0.0.1 --port 0 --disk-path "$tmp/disk-target" \
+    --max-memory 8GB --node-name bench-target --log-level warn >"$tport_log" 2>>"$tmp/gswarm.err" &
+  tpid=$!
+  pids+=($tpid)
+  wait_for 30 grep -q "listening on" "$tport_log" || { cat "$tmp/gswarm.err" >&2; exit 1; }
+  tport=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$tport_log")
+  log "sends: 256 MiB and 2 GiB, dram and disk, 1 and 4 streams"
+  python3 bench/send.py "$gport" "$tport" >>"$raw"
+  kill "$tpid"
+fi
 
 # ---- memory per key: a million keys of 10 B ----------------------------------------
+if part keys; then
 overhead_keys=${BENCH_OVERHEAD_KEYS:-1000000}
 rss_of() { awk '/^VmRSS:/ {print $2 * 1024}' "/proc/$1/status"; }
 kport_log=$tmp/gswarm-keys.out
@@ -177,6 +204,7 @@ for server in gswarm redis; do
 done
 kill "$kpid"
 redis-cli -p "$rport" flushall >/dev/null
+fi
 
 # ---- small values: 50 keep-alive connections ----------------------------------
 run_wrk() {  # run_wrk NAME SCRIPT ARGS...
@@ -206,7 +234,7 @@ EOF
 
 # Each gswarm load runs right after the Redis load it is compared with, so that
 # changes in background load hit both sides alike.
-for size in 100 4096; do
+part small && for size in 100 4096; do
   log "prefilling $nkeys keys of $size B: gswarm raw, gswarm JSON, Redis"
   "$bench_bin" prefill --port "$gport" --size "$size" --keys "$nkeys" --prefix "r${size}_" --connections 8 >&2
   "$bench_bin" prefill --port "$gport" --size "$size" --keys "$nkeys" --prefix "j${size}_" --connections 8 --json >&2

@@ -42,6 +42,9 @@ struct StartArgs {
   std::vector<std::string> peers;
   std::string peers_file;
   std::string advertise;
+  std::string etcd;
+  std::string etcd_prefix = "/gswarm";
+  int etcd_ttl = 10;
   int streams = 4;
   std::string parallel_threshold = "64MB";
   int peer_timeout = 30;
@@ -115,6 +118,9 @@ int run_start(const StartArgs& args) {
   options.cluster.peers = args.peers;
   options.cluster.peers_file = args.peers_file;
   options.cluster.advertise = args.advertise;
+  options.cluster.etcd.url = args.etcd;
+  options.cluster.etcd.prefix = args.etcd_prefix;
+  options.cluster.etcd.ttl = std::chrono::seconds(args.etcd_ttl);
   options.cluster.sender.streams = args.streams;
   options.cluster.sender.parallel_threshold =
       size_option("--parallel-threshold", args.parallel_threshold);
@@ -207,6 +213,16 @@ void add_start_command(CLI::App& data) {
   cmd->add_option("--advertise-address", args->advertise,
                   "HOST:PORT other servers reach this one at, shown by /nodes (default: the "
                   "listening address; the host name when listening on 0.0.0.0)");
+  cmd->add_option("--etcd", args->etcd,
+                  "etcd member to register with and find other nodes through (http://HOST:PORT); "
+                  "the node drops out when its lease ends")
+      ->type_name("URL");
+  cmd->add_option("--etcd-prefix", args->etcd_prefix, "Key prefix of this cluster in etcd")
+      ->capture_default_str();
+  cmd->add_option("--etcd-ttl", args->etcd_ttl,
+                  "Seconds of this node's etcd lease: how long after it dies others still list it")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 3600));
   cmd->add_option("--streams", args->streams,
                   "Connections one large value is sent over at once, each with a byte range")
       ->capture_default_str()

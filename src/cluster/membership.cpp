@@ -89,7 +89,14 @@ void Membership::set_discovered(std::vector<Member> members) {
 Result<Member> Membership::resolve(std::string_view name) const {
   std::lock_guard lock(mutex_);
   for (const auto& m : members_) {
-    if (m.name == name) return m;
+    if (m.name != name) continue;
+    if (!m.alive) {
+      return make_error(ErrorCode::kNotFound,
+                        fmt::format("node '{}' is not alive: its registration in {} ended (last "
+                                    "address {})",
+                                    name, m.source, m.address.text()));
+    }
+    return m;
   }
   std::vector<std::string> names;
   for (const auto& m : members_) names.push_back(m.name);

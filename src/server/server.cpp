@@ -181,6 +181,10 @@ struct Server::Impl {
     if (!c.peers_file.empty()) {
       if (auto ok = membership.load_peers_file(c.peers_file); !ok) return ok;
     }
+    if (!c.etcd.url.empty()) {
+      etcd = std::make_unique<cluster::EtcdMembership>(membership, c.etcd);
+      if (auto ok = etcd->start(); !ok) return ok;
+    }
     return {};
   }
 
@@ -315,6 +319,7 @@ struct Server::Impl {
   cluster::Membership membership;
   cluster::Sender sender;
   cluster::IncomingTransfers transfers;
+  std::unique_ptr<cluster::EtcdMembership> etcd;  // leaves etcd when the server is destroyed
   std::vector<std::unique_ptr<Loop>> loops;
   std::optional<tcp::acceptor> acceptor;
   std::optional<asio::signal_set> signals;

@@ -22,6 +22,7 @@
 
 #include <gswarm/error.hpp>
 
+#include "cluster/etcd.hpp"
 #include "cluster/sender.hpp"
 #include "server/kv_handlers.hpp"
 
@@ -32,6 +33,7 @@ struct ClusterOptions {
   std::vector<std::string> peers;  // "NAME=HOST:PORT"
   std::string peers_file;
   std::string advertise;  // HOST:PORT other servers reach this one at; empty: derived
+  cluster::EtcdOptions etcd;  // url empty: no etcd
   cluster::SenderOptions sender;
   std::chrono::seconds transfer_timeout{60};  // a transfer in ranges idle this long is dropped
 };

@@ -61,8 +61,8 @@ class LargeDramExtent final : public Extent {
  public:
   LargeDramExtent(DramTier* tier, SharedBlock block) : tier_(tier), block_(block) {}
   ~LargeDramExtent() override {
-    SharedMemory::free(block_, exported_.load(std::memory_order_relaxed));
     tier_->give_back(block_.size);
+    SharedMemory::free(block_, exported_.load(std::memory_order_relaxed), tier_->headroom());
   }
 
   Location location() const override { return Location::dram(); }
@@ -106,6 +106,9 @@ Result<ExtentRef> DramTier::allocate(std::uint64_t size, std::string_view, std::
     extent.reset(SmallDramExtent::create(index_, static_cast<std::uint32_t>(size)));
   } else if (SharedBlock block = SharedMemory::allocate(size); block.data != nullptr) {
     extent.reset(new LargeDramExtent(this, block));
+    // Freed blocks kept for reuse live in the room --max-memory leaves: give
+    // back those that the values now need.
+    SharedMemory::trim_cache(headroom());
   }
   if (!extent) {
     give_back(size);

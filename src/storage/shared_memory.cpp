@@ -91,7 +91,7 @@ struct SegmentCache {
   std::mutex mutex;
   std::multimap<std::size_t, CachedBlock> blocks;  // by capacity; guarded by mutex
   std::uint64_t bytes = 0;                         // guarded by mutex
-  std::uint64_t limit = std::uint64_t{1} << 30;    // guarded by mutex
+  std::uint64_t limit = UINT64_MAX;                 // guarded by mutex
 };
 
 SegmentCache& cache() {
@@ -135,12 +135,12 @@ SharedBlock SharedMemory::allocate(std::size_t size) {
   return block;
 }
 
-void SharedMemory::free(const SharedBlock& block, bool exported) {
+void SharedMemory::free(const SharedBlock& block, bool exported, std::uint64_t cache_room) {
   if (block.data == nullptr) return;
   if (!exported && block.fd >= 0) {
     auto& c = cache();
     std::lock_guard lock(c.mutex);
-    if (c.bytes + block.capacity <= c.limit) {
+    if (c.bytes + block.capacity <= std::min(c.limit, cache_room)) {
       c.blocks.emplace(block.capacity, CachedBlock{block.data, block.fd});
       c.bytes += block.capacity;
       return;
@@ -212,10 +212,18 @@ std::uint64_t SharedMemory::cached_bytes() {
 }
 
 void SharedMemory::set_cache_limit(std::uint64_t bytes) {
+  {
+    auto& c = cache();
+    std::lock_guard lock(c.mutex);
+    c.limit = bytes;
+  }
+  trim_cache(bytes);
+}
+
+void SharedMemory::trim_cache(std::uint64_t keep) {
   auto& c = cache();
   std::lock_guard lock(c.mutex);
-  c.limit = bytes;
-  while (c.bytes > c.limit && !c.blocks.empty()) {
+  while (c.bytes > keep && !c.blocks.empty()) {
     auto it = c.blocks.begin();
     unmap(it->second.data, it->first, it->second.fd);
     c.bytes -= it->first;

@@ -73,8 +73,13 @@ class SharedMemory {
   // a block with data == nullptr when out of memory.
   static SharedBlock allocate(std::size_t size);
   // Returns a block from allocate(). `exported`: it was handed out, so it is
-  // unmapped instead of cached.
-  static void free(const SharedBlock& block, bool exported = false);
+  // unmapped instead of cached. It is kept for reuse (a new segment of this size
+  // costs populating it: ~1 s per 2 GB) only while all the cached blocks fit in
+  // `cache_room`: the owner's limit leaves them room.
+  static void free(const SharedBlock& block, bool exported = false,
+                   std::uint64_t cache_room = UINT64_MAX);
+  // Unmaps cached blocks until at most `keep` bytes are cached.
+  static void trim_cache(std::uint64_t keep);
   // A segment of its own (page-rounded, never cached), for memory that will be
   // page-locked.
   static SharedBlock allocate_segment(std::size_t size);
@@ -91,7 +96,8 @@ class SharedMemory {
   // A new sealed segment holding a copy of `bytes`, opened read-only.
   [[nodiscard]] static Result<ExportedValue> sealed_copy(std::span<const std::byte> bytes);
 
-  // Freed segments kept for reuse (for /stats), and their bound.
+  // Freed segments kept for reuse (for /stats), and their bound (default: no
+  // bound beyond the room free() is given).
   static std::uint64_t cached_bytes();
   static void set_cache_limit(std::uint64_t bytes);
   // Raises the open-file limit to its hard maximum and returns the new limit.
