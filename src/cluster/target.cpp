@@ -33,6 +33,20 @@ bool valid_host(std::string_view host) {
          });
 }
 
+// "ADDRESS" or "ADDRESS:LOCATION", the address ending at `address_end`.
+Result<Target> address_target(std::string_view text, std::size_t address_end) {
+  Target target;
+  auto address = parse_address(text.substr(0, address_end));
+  if (!address) return tl::unexpected(address.error());
+  target.address = std::move(*address);
+  if (address_end != std::string_view::npos) {
+    auto location = Location::parse(text.substr(address_end + 1));
+    if (!location) return tl::unexpected(location.error());
+    target.location = *location;
+  }
+  return target;
+}
+
 }  // namespace
 
 std::string Address::text() const {
@@ -94,20 +108,11 @@ Result<Target> parse_target(std::string_view text) {
     return make_error(ErrorCode::kBadRequest,
                       "the target is empty: give host:port, a node name or node:location");
   }
-  Target target;
   if (text.starts_with('[')) {  // [IPv6]:port[:LOCATION]
     auto close = text.find(']');
-    auto colon = close == std::string_view::npos ? close : text.find(':', close + 2);
-    auto address = parse_address(text.substr(0, colon));
-    if (!address) return tl::unexpected(address.error());
-    target.address = std::move(*address);
-    if (colon != std::string_view::npos) {
-      auto location = Location::parse(text.substr(colon + 1));
-      if (!location) return tl::unexpected(location.error());
-      target.location = *location;
-    }
-    return target;
+    return address_target(text, close == std::string_view::npos ? close : text.find(':', close + 2));
   }
+  Target target;
   const auto first = text.find(':');
   if (first == std::string_view::npos) {
     if (auto ok = validate_node_name(text); !ok) return tl::unexpected(ok.error());
@@ -116,17 +121,7 @@ Result<Target> parse_target(std::string_view text) {
   }
   const auto second = text.find(':', first + 1);
   const std::string_view after = text.substr(first + 1, second - first - 1);
-  if (all_digits(after)) {  // host:port[:LOCATION]
-    auto address = parse_address(text.substr(0, second));
-    if (!address) return tl::unexpected(address.error());
-    target.address = std::move(*address);
-    if (second != std::string_view::npos) {
-      auto location = Location::parse(text.substr(second + 1));
-      if (!location) return tl::unexpected(location.error());
-      target.location = *location;
-    }
-    return target;
-  }
+  if (all_digits(after)) return address_target(text, second);  // host:port[:LOCATION]
   // NODE:LOCATION
   const std::string_view node = text.substr(0, first);
   if (auto ok = validate_node_name(node); !ok) return tl::unexpected(ok.error());
