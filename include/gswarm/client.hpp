@@ -95,6 +95,7 @@ struct NodeInfo {
 // reports it.
 struct Operation {
   std::uint64_t id = 0;
+  std::string kind;  // "move", or "send" for a send to another server
   std::string key;
   std::string source;  // empty until it runs
   std::string destination;
@@ -161,6 +162,8 @@ class Client {
   [[nodiscard]] Result<std::uint64_t> start_move(std::string_view key, std::string_view destination);
   // GET /operations/{id}.
   [[nodiscard]] Result<Operation> operation(std::uint64_t id);
+  // GET /operations: the running ones and the last finished ones, newest first.
+  [[nodiscard]] Result<std::vector<Operation>> operations();
 
   // POST /send_extended: copies the key to `target` ("node:device:N" or
   // "host:port"), from the replica at `source_location` when given. The key keeps

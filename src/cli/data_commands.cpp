@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
+#include <optional>
 #include <cstdio>
 #include <thread>
 #include <string>
@@ -236,16 +238,59 @@ std::string sent_line(const SendResult& sent) {
     return fmt::format("'{}' is already on {}:{}", sent.key, sent.node, sent.destination);
   }
   double gbps = sent.seconds > 0 ? static_cast<double>(sent.size) / sent.seconds / 1e9 : 0;
-  std::string where = sent.address.empty() || sent.address == sent.node
-                          ? sent.node
-                          : fmt::format("{} ({})", sent.node, sent.address);
-  std::string line = fmt::format("Sent '{}' from {} to {}:{} via {} ({} in {:.3f} s, {:.2f} GB/s",
-                                 sent.key, sent.source, where, sent.destination, sent.method,
-                                 format_size(sent.size), sent.seconds, gbps);
+  std::string where = fmt::format("{}:{}", sent.node, sent.destination);
+  if (!sent.address.empty() && sent.address != sent.node) where += " at " + sent.address;
+  std::string line = fmt::format("Sent '{}' from {} to {} via {} ({} in {:.3f} s, {:.2f} GB/s",
+                                 sent.key, sent.source, where, sent.method, format_size(sent.size),
+                                 sent.seconds, gbps);
   if (sent.streams > 1) line += fmt::format(", {} streams", sent.streams);
   line += ")";
   if (sent.source_deleted) line += "; the source copy was released";
   return line;
+}
+
+// "[#########           ] 45%  1.2 GB / 2.7 GB"
+std::string progress_bar(std::uint64_t done, std::uint64_t total) {
+  constexpr int kWidth = 30;
+  const double share = total == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / total);
+  const int filled = static_cast<int>(share * kWidth);
+  return fmt::format("[{}{}] {:3.0f}%  {} / {}", std::string(filled, '#'),
+                     std::string(kWidth - filled, ' '), share * 100, format_size(done),
+                     format_size(total));
+}
+
+// Sends, and on a terminal draws the send's progress on stderr while a large
+// value travels (read from the server's record of it, GET /operations).
+Result<SendResult> send_showing_progress(Client& client, const Args& args,
+                                         const std::string& target, const SendOptions& options) {
+  constexpr std::uint64_t kShowFrom = 64ull << 20;
+  if (::isatty(STDERR_FILENO) == 0) return client.send(args.key, target, options);
+  std::optional<Result<SendResult>> result;
+  std::atomic<bool> done{false};
+  std::thread worker([&] {
+    result.emplace(client.send(args.key, target, options));
+    done = true;
+  });
+  Client watcher(args.host);
+  bool drawn = false;
+  while (!done) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    if (done) break;
+    auto operations = watcher.operations();
+    if (!operations) continue;
+    for (const auto& op : *operations) {
+      if (op.kind == "send" && op.key == args.key && op.state == "running" &&
+          op.bytes_total >= kShowFrom) {
+        fmt::print(stderr, "\r{}", progress_bar(op.bytes_done, op.bytes_total));
+        std::fflush(stderr);
+        drawn = true;
+        break;
+      }
+    }
+  }
+  worker.join();
+  if (drawn) fmt::print(stderr, "\r\033[K");
+  return std::move(*result);
 }
 
 Result<std::string> run_send(Client& client, const Args& args) {
@@ -253,7 +298,7 @@ Result<std::string> run_send(Client& client, const Args& args) {
     if (auto source = checked_location(args.source); !source) return tl::unexpected(source.error());
   }
   SendOptions options{args.source, args.delete_source, args.streams};
-  auto sent = client.send(args.key, args.target, options);
+  auto sent = send_showing_progress(client, args, args.target, options);
   if (!sent) return tl::unexpected(sent.error());
   return sent_line(*sent);
 }
@@ -274,7 +319,9 @@ Result<std::string> run_send_gpu(Client& client, const Args& args) {
   if (!source) return tl::unexpected(source.error());
   auto target = checked_device(args.target_device, "TARGET_DEVICE");
   if (!target) return tl::unexpected(target.error());
-  auto sent = client.send(args.key, args.target_node + ":" + *target, *source);
+  SendOptions options;
+  options.source_location = *source;
+  auto sent = send_showing_progress(client, args, args.target_node + ":" + *target, options);
   if (!sent) return tl::unexpected(sent.error());
   return sent_line(*sent);
 }

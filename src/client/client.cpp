@@ -394,24 +394,41 @@ Result<std::uint64_t> Client::start_move(std::string_view key, std::string_view 
   return decode(*answer, [](const json& j) { return j.at("operation_id").get<std::uint64_t>(); });
 }
 
+namespace {
+
+Operation operation_from_json(const json& j) {
+  Operation op;
+  op.id = j.at("operation_id").get<std::uint64_t>();
+  op.kind = j.value("kind", std::string("move"));
+  op.key = j.at("key").get<std::string>();
+  op.destination = j.at("destination").get<std::string>();
+  if (j.at("source").is_string()) op.source = j.at("source").get<std::string>();
+  op.state = j.at("state").get<std::string>();
+  op.bytes_done = j.value("bytes_done", std::uint64_t{0});
+  op.bytes_total = j.value("bytes_total", std::uint64_t{0});
+  op.seconds = j.value("seconds", 0.0);
+  if (const auto& e = j.at("error"); e.is_object()) {
+    op.error = e.value("detail", std::string());
+    op.error_code = e.value("code", std::string());
+  }
+  return op;
+}
+
+}  // namespace
+
 Result<Operation> Client::operation(std::uint64_t id) {
   auto answer = impl_->call(http::verb::get, fmt::format("/operations/{}", id));
   if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) { return operation_from_json(j); });
+}
+
+Result<std::vector<Operation>> Client::operations() {
+  auto answer = impl_->call(http::verb::get, "/operations");
+  if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) {
-    Operation op;
-    op.id = j.at("operation_id").get<std::uint64_t>();
-    op.key = j.at("key").get<std::string>();
-    op.destination = j.at("destination").get<std::string>();
-    if (j.at("source").is_string()) op.source = j.at("source").get<std::string>();
-    op.state = j.at("state").get<std::string>();
-    op.bytes_done = j.value("bytes_done", std::uint64_t{0});
-    op.bytes_total = j.value("bytes_total", std::uint64_t{0});
-    op.seconds = j.value("seconds", 0.0);
-    if (const auto& e = j.at("error"); e.is_object()) {
-      op.error = e.value("detail", std::string());
-      op.error_code = e.value("code", std::string());
-    }
-    return op;
+    std::vector<Operation> ops;
+    for (const auto& op : j.at("operations")) ops.push_back(operation_from_json(op));
+    return ops;
   });
 }
 

@@ -19,16 +19,20 @@ namespace {
 
 using json = nlohmann::json;
 
-// Device replicas are read through host buffers of this size.
-constexpr std::size_t kStagingChunk = 4 << 20;
+// Values go out in pieces of this size (progress is counted per piece); device
+// replicas are read through a host buffer of this size.
+constexpr std::size_t kPiece = 4 << 20;
 // Byte ranges start on this boundary, so that the target's pieces stay aligned.
 constexpr std::uint64_t kRangeAlign = 1 << 20;
 constexpr int kMaxStreams = 64;
 
-// Where the bytes of the replica being sent come from.
-class Source {
+}  // namespace
+
+// Where the bytes of the replica being sent come from; counts what it sent.
+class Sender::Source {
  public:
-  explicit Source(ReplicaView replica) : replica_(std::move(replica)) {}
+  Source(ReplicaView replica, Operations::Progress progress)
+      : replica_(std::move(replica)), progress_(std::move(progress)) {}
 
   // Disk replicas are sent from one open descriptor, which stays readable even
   // if the key is overwritten or released during the send.
@@ -43,31 +47,37 @@ class Source {
     return {};
   }
 
+  // Sends [offset, offset + length) in pieces, counting each.
   Result<void> stream(PeerConnection& conn, std::uint64_t offset, std::uint64_t length) const {
     const Extent& extent = *replica_.extent;
-    if (const std::byte* data = extent.host_data()) {
-      return conn.send({data + offset, static_cast<std::size_t>(length)});
-    }
-    if (file_) return conn.send_file(file_->fd.get(), file_->offset + offset, length);
-    const std::size_t chunk =
-        static_cast<std::size_t>(std::min<std::uint64_t>(kStagingChunk, length));
-    auto buffer = std::make_unique_for_overwrite<std::byte[]>(chunk);
+    std::unique_ptr<std::byte[]> buffer;  // devices: a host copy of each piece
     for (std::uint64_t at = 0; at < length;) {
-      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, length - at));
-      std::span<std::byte> piece{buffer.get(), n};
-      if (auto ok = extent.read(offset + at, piece); !ok) return ok;
-      if (auto ok = conn.send(piece); !ok) return ok;
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kPiece, length - at));
+      if (const std::byte* data = extent.host_data()) {
+        if (auto ok = conn.send({data + offset + at, n}); !ok) return ok;
+      } else if (file_) {
+        if (auto ok = conn.send_file(file_->fd.get(), file_->offset + offset + at, n); !ok) {
+          return ok;
+        }
+      } else {
+        if (!buffer) buffer = std::make_unique_for_overwrite<std::byte[]>(kPiece);
+        std::span<std::byte> piece{buffer.get(), n};
+        if (auto ok = extent.read(offset + at, piece); !ok) return ok;
+        if (auto ok = conn.send(piece); !ok) return ok;
+      }
+      progress_->bytes.fetch_add(n, std::memory_order_relaxed);
       at += n;
     }
     return {};
   }
 
-  const ReplicaView& replica() const { return replica_; }
-
  private:
   ReplicaView replica_;
+  Operations::Progress progress_;
   std::optional<ExportedValue> file_;
 };
+
+namespace {
 
 // The answer, or the error it stands for.
 Result<PeerAnswer> accepted(const Address& address, Result<PeerAnswer> answer) {
@@ -79,6 +89,7 @@ Result<PeerAnswer> accepted(const Address& address, Result<PeerAnswer> answer) {
 // Sends a request whose body is [offset, offset + length) of the value: the head
 // with "Expect: 100-continue", so that a target that refuses says why before
 // any byte is sent, then the bytes, then the target's answer.
+template <typename Source>
 Result<PeerAnswer> send_body(PeerConnection& conn, std::string_view method, std::string_view target,
                              const Source& source, std::uint64_t offset, std::uint64_t length,
                              const std::string& auth) {
@@ -126,9 +137,30 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   outcome.size = replica->extent->size();
   const std::uint64_t version = replica->version;
 
-  Source source(std::move(*replica));
-  if (auto ok = source.open(); !ok) return tl::unexpected(ok.error());
+  Operations& operations = store_.operations();
+  outcome.operation = operations.add("send", request.key, outcome.destination, outcome.size);
+  operations.start(outcome.operation, outcome.source);
+  Source source(std::move(*replica), operations.progress(outcome.operation));
+  auto sent = source.open();
+  if (sent) sent = transfer(request, source, outcome);
+  outcome.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  operations.finish(outcome.operation, sent ? std::nullopt : std::optional<Error>(sent.error()),
+                    outcome.seconds);
+  if (!sent) return tl::unexpected(sent.error());
 
+  if (request.delete_source) {
+    auto released = store_.release(request.key, version);
+    outcome.source_deleted = released.has_value();
+    if (!released && released.error().code != ErrorCode::kNotFound) {
+      spdlog::info("send {}: {}", request.key, released.error().message);
+    }
+  }
+  return outcome;
+}
+
+Result<void> Sender::transfer(const SendRequest& request, const Source& source,
+                              SendOutcome& outcome) {
   const std::string auth =
       options_.token.empty() ? "" : fmt::format("Authorization: Bearer {}\r\n", options_.token);
   const Address& address = outcome.address;
@@ -137,7 +169,8 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   const std::string format = url_encode(outcome.format);
 
   int streams = std::clamp(request.streams > 0 ? request.streams : options_.streams, 1, kMaxStreams);
-  if (outcome.size < options_.parallel_threshold) streams = 1;
+  // JSON values go whole: the target checks them as one document.
+  if (outcome.size < options_.parallel_threshold || outcome.format == "json") streams = 1;
   // Every range at least one alignment unit.
   streams = static_cast<int>(
       std::max<std::uint64_t>(1, std::min<std::uint64_t>(streams, outcome.size / kRangeAlign)));
@@ -212,17 +245,7 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
     auto answer = accepted(address, conn->call("POST", range_target, "", auth));
     if (!answer) return tl::unexpected(answer.error());
   }
-  outcome.seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-
-  if (request.delete_source) {
-    auto released = store_.release(request.key, version);
-    outcome.source_deleted = released.has_value();
-    if (!released && released.error().code != ErrorCode::kNotFound) {
-      spdlog::info("send {}: {}", request.key, released.error().message);
-    }
-  }
-  return outcome;
+  return {};
 }
 
 }  // namespace gswarm::cluster

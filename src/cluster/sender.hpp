@@ -47,6 +47,7 @@ struct SendOutcome {
   double seconds = 0;
   int streams = 1;
   bool source_deleted = false;
+  std::uint64_t operation = 0;  // its record in GET /operations (kind "send")
 };
 
 class Sender {
@@ -57,11 +58,17 @@ class Sender {
   // Blocking. kNotFound for a missing key or an unknown node; the target's own
   // error when it refuses; kPeerFailed / kPeerTimeout when it cannot be reached
   // or stops answering. The source is untouched unless delete_source and the
-  // target acknowledged.
+  // target acknowledged. While it runs, its progress is an operation of kind
+  // "send" in store.operations().
   [[nodiscard]] Result<SendOutcome> send(const SendRequest& request);
   const SenderOptions& options() const { return options_; }
 
  private:
+  class Source;
+  // The bytes' journey, one connection or several.
+  [[nodiscard]] Result<void> transfer(const SendRequest& request, const Source& source,
+                                      SendOutcome& outcome);
+
   Store& store_;
   Membership& membership_;
   const SenderOptions options_;

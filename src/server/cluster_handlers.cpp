@@ -121,6 +121,7 @@ Reply handle_send(Request& req, Context& ctx) {
                      {"streams", sent->streams},
                      {"delete_source", request.delete_source},
                      {"source_deleted", sent->source_deleted},
+                     {"operation_id", sent->operation},
                  }));
                }),
                Lane::kMove);

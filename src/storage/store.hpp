@@ -239,6 +239,8 @@ class Store {
   [[nodiscard]] Result<MoveResult> copy(std::string_view key, Location destination,
                                         std::optional<Location> source = std::nullopt);
   const Operations& operations() const { return operations_; }
+  // Where other long copies (sends to other servers) record their progress.
+  Operations& operations() { return operations_; }
 
   // A read-only descriptor of exactly the bytes of the key's replica in
   // `location` (its primary when nullopt), for another local process.

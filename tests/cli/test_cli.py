@@ -5,8 +5,10 @@ get-location, list-locations and stats runs here exactly as written, with only
 `--host 127.0.0.1:PORT` added. GSWARM_BINARY names the binary under test.
 """
 
+import http.client
 import json
 import os
+import pty
 import queue
 import re
 import signal
@@ -239,6 +241,45 @@ def test_send_by_node_name_deletes_the_source_when_asked(cluster_source, node2):
     assert "not found" in one_error_line(run("get-location", "moving", host=host))
     where = json.loads(ok(run("get-location", "moving", "--json", host=node2.address)))
     assert where["location"] == "disk"
+
+
+def write_raw(address, key, data, location):
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=COMMAND_TIMEOUT)
+    conn.request("POST", f"/write_extended?key={key}&location={location}", body=data,
+                 headers={"Content-Type": "application/octet-stream"})
+    answer = conn.getresponse()
+    assert answer.status == 200, answer.read()
+    conn.close()
+
+
+def test_large_send_draws_progress_on_a_terminal_only(cluster_source, node2):
+    host = cluster_source.address
+    write_raw(host, "progress:big", os.urandom(1 << 20) * 384, "disk")
+    # On a terminal: a bar on stderr, redrawn in place, then the result on stdout.
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([BINARY, "data", "send", "progress:big", "node2:disk", "--streams", "1",
+                             "--host", host], stdout=subprocess.PIPE, stderr=terminal, text=True)
+    os.close(terminal)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    out = proc.stdout.read()
+    assert proc.wait(timeout=COMMAND_TIMEOUT) == 0, drawn
+    os.close(controller)
+    assert re.search(rb"\r\[#* *\] +\d+%  \S+ \S+ / 384\.0 MB", drawn), drawn
+    assert re.match(r"Sent 'progress:big' from disk to node2:disk at \S+ via standard", out), out
+    # Not on a terminal: no bar.
+    result = run("send", "progress:big", "node2:disk", host=host)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    ok(run("release", "progress:big", host=host))
+    ok(run("release", "progress:big", host=node2.address))
 
 
 def test_nodes_lists_this_server_and_its_peers(cluster_source, node2):
