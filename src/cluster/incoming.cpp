@@ -1,7 +1,8 @@
 #include "cluster/incoming.hpp"
 
+#include <sys/random.h>
+
 #include <algorithm>
-#include <random>
 #include <vector>
 
 #include <fmt/format.h>
@@ -22,9 +23,15 @@ struct IncomingTransfers::Transfer {
 
 namespace {
 
+// 128 bits from the kernel's generator: an id cannot be guessed from others.
 std::string random_id() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  return fmt::format("{:016x}{:016x}", rng(), rng());
+  std::uint64_t bits[2] = {};
+  auto* out = reinterpret_cast<char*>(bits);
+  for (std::size_t got = 0; got < sizeof bits;) {
+    ssize_t n = ::getrandom(out + got, sizeof bits - got, 0);
+    if (n > 0) got += static_cast<std::size_t>(n);
+  }
+  return fmt::format("{:016x}{:016x}", bits[0], bits[1]);
 }
 
 }  // namespace
@@ -45,10 +52,16 @@ Result<void> IncomingTransfers::Range::write(std::uint64_t at, std::span<const s
   return pending.write_at(offset_ + at, bytes);
 }
 
-std::string IncomingTransfers::begin(PendingWrite pending) {
+Result<std::string> IncomingTransfers::begin(PendingWrite pending) {
   auto transfer = std::make_shared<Transfer>();
   transfer->pending = std::move(pending);
   std::lock_guard lock(mutex_);
+  if (transfers_.size() >= kMaxTransfers) {
+    return make_error(ErrorCode::kTooManyRequests,
+                      fmt::format("{} transfers are already in progress here; retry when some "
+                                  "have ended",
+                                  transfers_.size()));
+  }
   do {
     transfer->id = random_id();
   } while (transfers_.contains(transfer->id));

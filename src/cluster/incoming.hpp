@@ -52,8 +52,12 @@ class IncomingTransfers {
     std::uint64_t length_ = 0;
   };
 
+  // Transfers in progress at once; more are kTooManyRequests (each holds its
+  // reservation and, for disk, an open file).
+  static constexpr std::size_t kMaxTransfers = 1024;
+
   // Takes a prepared write; returns the transfer's id.
-  std::string begin(PendingWrite pending);
+  [[nodiscard]] Result<std::string> begin(PendingWrite pending);
   // Claims [offset, offset + length) of transfer `id`. kNotFound for an unknown
   // (or expired) id, kBadRequest for a range outside the value or overlapping
   // another, kConflict when the transfer has failed.

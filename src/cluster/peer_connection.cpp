@@ -27,7 +27,8 @@ constexpr std::size_t kReceiveChunk = 64 << 10;
 }  // namespace
 
 Result<PeerConnection> PeerConnection::open(const Address& address,
-                                            std::chrono::milliseconds timeout) {
+                                            std::chrono::milliseconds timeout,
+                                            const std::atomic<bool>* stop) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -48,7 +49,7 @@ Result<PeerConnection> PeerConnection::open(const Address& address,
     }
     int one = 1;
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    PeerConnection conn(fd, address, timeout);
+    PeerConnection conn(fd, address, timeout, stop);
     if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
       if (errno != EINPROGRESS) {
         last = conn.failure("cannot connect to", errno);
@@ -75,12 +76,14 @@ PeerConnection::PeerConnection(PeerConnection&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       address_(std::move(other.address_)),
       timeout_(other.timeout_),
+      stop_(other.stop_),
       pending_(std::move(other.pending_)) {}
 
 PeerConnection& PeerConnection::operator=(PeerConnection&& other) noexcept {
   std::swap(fd_, other.fd_);
   std::swap(address_, other.address_);
   std::swap(timeout_, other.timeout_);
+  std::swap(stop_, other.stop_);
   std::swap(pending_, other.pending_);
   return *this;
 }
@@ -95,16 +98,24 @@ Error PeerConnection::failure(std::string_view what, int err) const {
 }
 
 Result<void> PeerConnection::wait(short events) {
+  // In slices, so that a stopping server is noticed within one.
+  constexpr std::chrono::milliseconds kSlice{250};
+  const auto deadline = std::chrono::steady_clock::now() + timeout_;
   pollfd p{fd_, events, 0};
   for (;;) {
-    int n = ::poll(&p, 1, static_cast<int>(timeout_.count()));
-    if (n > 0) return {};
-    if (n == 0) {
+    if (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) {
+      return make_error(ErrorCode::kUnavailable, "the server is shutting down");
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
       return make_error(ErrorCode::kPeerTimeout,
                         fmt::format("{} made no progress for {} ms", address_.text(),
                                     timeout_.count()));
     }
-    if (errno != EINTR) return tl::unexpected(failure("cannot wait for", errno));
+    int n = ::poll(&p, 1, static_cast<int>(std::min(left, kSlice).count()));
+    if (n > 0) return {};
+    if (n < 0 && errno != EINTR) return tl::unexpected(failure("cannot wait for", errno));
   }
 }
 

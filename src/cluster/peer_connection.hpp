@@ -4,6 +4,7 @@
 // the call within `timeout` instead of holding the thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -24,9 +25,12 @@ struct PeerAnswer {
 class PeerConnection {
  public:
   // Connects within `timeout`. kPeerFailed (with the reason) when the peer
-  // cannot be reached, kPeerTimeout when it does not answer in time.
+  // cannot be reached, kPeerTimeout when it does not answer in time. Every wait
+  // also ends, with kUnavailable, soon after `*stop` becomes true (the server
+  // is stopping).
   [[nodiscard]] static Result<PeerConnection> open(const Address& address,
-                                                   std::chrono::milliseconds timeout);
+                                                   std::chrono::milliseconds timeout,
+                                                   const std::atomic<bool>* stop = nullptr);
   PeerConnection(PeerConnection&& other) noexcept;
   PeerConnection& operator=(PeerConnection&& other) noexcept;
   ~PeerConnection();
@@ -52,8 +56,9 @@ class PeerConnection {
   int native_handle() const { return fd_; }
 
  private:
-  PeerConnection(int fd, Address address, std::chrono::milliseconds timeout)
-      : fd_(fd), address_(std::move(address)), timeout_(timeout) {}
+  PeerConnection(int fd, Address address, std::chrono::milliseconds timeout,
+                 const std::atomic<bool>* stop)
+      : fd_(fd), address_(std::move(address)), timeout_(timeout), stop_(stop) {}
   // Waits until the socket is ready for `events`; kPeerTimeout after timeout_.
   [[nodiscard]] Result<void> wait(short events);
   [[nodiscard]] Error failure(std::string_view what, int err) const;
@@ -61,6 +66,7 @@ class PeerConnection {
   int fd_ = -1;
   Address address_;
   std::chrono::milliseconds timeout_;
+  const std::atomic<bool>* stop_ = nullptr;
   std::string pending_;  // bytes received after the last answer
 };
 

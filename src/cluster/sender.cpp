@@ -66,6 +66,7 @@ class Sender::Source {
         if (auto ok = conn.send(piece); !ok) return ok;
       }
       progress_->bytes.fetch_add(n, std::memory_order_relaxed);
+      if (auto ok = progress_->stopped(); !ok) return ok;
       at += n;
     }
     return {};
@@ -138,7 +139,8 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   const std::uint64_t version = replica->version;
 
   Operations& operations = store_.operations();
-  outcome.operation = operations.add("send", request.key, outcome.destination, outcome.size);
+  outcome.operation = operations.add("send", request.key, outcome.destination, outcome.size,
+                                     &store_.stopping());
   operations.start(outcome.operation, outcome.source);
   Source source(std::move(*replica), operations.progress(outcome.operation));
   auto sent = source.open();
@@ -177,7 +179,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
   outcome.streams = streams;
 
   if (streams == 1) {
-    auto conn = PeerConnection::open(address, options_.timeout);
+    auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
     if (!conn) return tl::unexpected(conn.error());
     auto answer = send_body(*conn, "POST",
                             fmt::format("/write_extended?key={}&location={}&format={}", key,
@@ -189,7 +191,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
     // ranges at once, then commit.
     std::string transfer;
     {
-      auto conn = PeerConnection::open(address, options_.timeout);
+      auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
       if (!conn) return tl::unexpected(conn.error());
       json begin = {{"key", request.key},
                     {"size", outcome.size},
@@ -216,7 +218,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
     auto run_range = [&](int index) {
       const std::uint64_t offset = per * static_cast<std::uint64_t>(index);
       const std::uint64_t length = index == streams - 1 ? outcome.size - offset : per;
-      auto conn = PeerConnection::open(address, options_.timeout);
+      auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
       if (!conn) return fail(conn.error());
       {
         std::lock_guard lock(mutex);
@@ -236,7 +238,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
     run_range(0);
     for (auto& t : threads) t.join();
 
-    auto conn = PeerConnection::open(address, options_.timeout);
+    auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
     if (failure || !conn) {
       // The target drops what it received; it would also on its own, after its timeout.
       if (conn) (void)conn->call("DELETE", range_target, "", auth);

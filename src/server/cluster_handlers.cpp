@@ -170,9 +170,10 @@ Reply handle_transfer_begin(Request& req, Context& ctx) {
                                           location = *location, format = std::move(*format)] {
     auto pending = ctx.store.prepare_write(key, location, size, format);
     if (!pending) return error_response(pending.error());
-    std::string id = ctx.transfers->begin(std::move(*pending));
+    auto id = ctx.transfers->begin(std::move(*pending));
+    if (!id) return error_response(id.error());
     return json_response(
-        dump({{"transfer", id},
+        dump({{"transfer", *id},
               {"key", key},
               {"size", size},
               {"location", location.name()},

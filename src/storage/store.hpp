@@ -260,6 +260,8 @@ class Store {
   // From now on, queued and running copies stop early and new ones are refused
   // (kUnavailable), so that shutdown takes bounded time.
   void begin_shutdown();
+  // Set by begin_shutdown(), for other long work (sends) to watch.
+  const std::atomic<bool>& stopping() const { return stopping_; }
 
   TaskPool& movers() { return *movers_; }
   TaskPool& io() { return *io_; }

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -266,6 +267,41 @@ TEST(SendTest, ATargetThatIsDownOrSilentFailsWithinTheTimeoutAndTheSourceStays) 
   EXPECT_TRUE(healthy(source.port()));
 }
 
+TEST(SendTest, AStoppingServerDoesNotWaitForASilentTarget) {
+  TempDir dir;
+  auto source = std::make_unique<TestServer>(
+      dir.path() / "a", args({"--peer-timeout", "600", "--drain-timeout", "1"}));
+  ASSERT_TRUE(IsOk(write_raw(source->port(), "k", binary_value(2 * MiB))));
+  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(silent, 16), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string target = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  auto sending = std::async(std::launch::async, [&] {
+    try {
+      return send_key(source->port(), "k", target).status;
+    } catch (const std::exception&) {
+      return 0;  // the server closed the connection as it stopped
+    }
+  });
+  ASSERT_TRUE(wait_until([&] {
+    auto ops = body_json(http_request(source->port(), "GET", "/operations"));
+    return !ops["operations"].empty() && ops["operations"][0]["state"] == "running";
+  }));
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(source->stop(), 0);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  EXPECT_LT(seconds, 60) << "the send should end with the drain, not after --peer-timeout";
+  const int status = sending.get();
+  EXPECT_TRUE(status == 0 || status == 503) << status;
+  ::close(silent);
+}
+
 // Begins a transfer at `port` by hand, as a sender would.
 std::string begin_transfer(int port, const std::string& key, std::uint64_t size,
                            const std::string& location = "dram") {
@@ -317,6 +353,23 @@ TEST(SendTest, TheTargetHoldsRangesToTheirRules) {
   EXPECT_TRUE(IsError(http_request(target.port(), "POST", "/transfers",
                                    json({{"key", "j"}, {"size", 1ull << 50}}).dump()),
                       413, "too_large"));
+}
+
+TEST(SendTest, TransfersInProgressAreCapped) {
+  TempDir dir;
+  TestServer target(dir.path() / "b", args({}));
+  std::vector<std::string> ids;
+  for (int i = 0; i < 1024; ++i) ids.push_back(begin_transfer(target.port(), "t" + std::to_string(i), 1));
+  auto refused = http_request(target.port(), "POST", "/transfers",
+                              json({{"key", "one-more"}, {"size", 1}}).dump());
+  EXPECT_TRUE(IsError(refused, 429, "too_many_requests"));
+  ASSERT_TRUE(IsOk(http_request(target.port(), "DELETE", "/transfers/" + ids.back())));
+  begin_transfer(target.port(), "one-more", 1);
+  EXPECT_EQ(get_stats(target.port())["incoming_transfers"], 1024);
+  // Ids are unique and unpredictable-looking: 32 hex digits each.
+  std::set<std::string> unique(ids.begin(), ids.end());
+  EXPECT_EQ(unique.size(), ids.size());
+  EXPECT_EQ(ids.front().size(), 32u);
 }
 
 TEST(SendTest, ASenderThatVanishesLeavesNothingAndItsRoomIsGivenBack) {
