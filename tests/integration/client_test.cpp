@@ -15,11 +15,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "integration_util.hpp"
 #include "test_server.hpp"
 
 namespace {
 
 using gswarm::Client;
+using itest::SilentListener;
 using gswarm::ErrorCode;
 using json = nlohmann::json;
 
@@ -337,22 +339,11 @@ TEST(ClientConnectionTest, ServerStoppingUnderAClientGivesConnectionError) {
 }
 
 TEST(ClientConnectionTest, SilentServerTimesOut) {
-  // A socket that accepts connections (through the backlog) and never answers.
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  ASSERT_GE(fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(fd, 4), 0);
-  socklen_t len = sizeof addr;
-  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-
+  SilentListener silent;
   gswarm::ClientOptions options;
   options.timeout = std::chrono::milliseconds(300);
-  Client client("127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), options);
+  Client client(silent.address(), options);
   auto health = client.health();
-  ::close(fd);
   ASSERT_FALSE(health);
   EXPECT_EQ(health.error().code, ErrorCode::kTimeout) << health.error().message;
 }

@@ -135,6 +135,41 @@ inline Refusal try_start(const std::filesystem::path& disk,
   return r;
 }
 
+// ---- loopback ports that do not answer ------------------------------------------
+
+// A loopback socket that is bound and listening but never accepts: connections
+// complete (through the backlog) and then hear nothing. Closed on destruction.
+class SilentListener {
+ public:
+  SilentListener() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on loopback";
+    }
+    port_ = ntohs(addr.sin_port);
+  }
+  ~SilentListener() { ::close(fd_); }
+  SilentListener(const SilentListener&) = delete;
+  SilentListener& operator=(const SilentListener&) = delete;
+  int port() const { return port_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
+// A loopback port nothing listens on (it was free a moment ago).
+inline int unused_port() {
+  int port = 0;
+  { SilentListener probe; port = probe.port(); }
+  return port;
+}
+
 // ---- API calls ------------------------------------------------------------
 
 inline HttpResponse write_json(int port, const std::string& key, const json& value,

@@ -237,30 +237,15 @@ TEST(SendTest, ATargetThatIsDownOrSilentFailsWithinTheTimeoutAndTheSourceStays) 
   ASSERT_TRUE(IsOk(write_raw(source.port(), "k", binary_value(2 * MiB))));
 
   // Nothing listens there.
-  int closed = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(closed, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(closed, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int closed_port = ntohs(addr.sin_port);
-  ::close(closed);
-  auto refused = send_key(source.port(), "k", "127.0.0.1:" + std::to_string(closed_port));
+  auto refused = send_key(source.port(), "k", "127.0.0.1:" + std::to_string(unused_port()));
   EXPECT_TRUE(IsError(refused, 502, "peer_failed"));
 
   // Something listens but never answers.
-  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  addr.sin_port = 0;
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(silent, 16), 0);
-  len = sizeof addr;
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
+  SilentListener silent;
   const auto started = std::chrono::steady_clock::now();
-  auto stalled = send_key(source.port(), "k", "127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  auto stalled = send_key(source.port(), "k", silent.address());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  ::close(silent);
   EXPECT_TRUE(IsError(stalled, 504, "peer_timeout"));
   EXPECT_LT(seconds, 20) << "--peer-timeout 1 should end the send, not the test's patience";
   EXPECT_EQ(primary(source.port(), "k"), "dram");
@@ -272,15 +257,8 @@ TEST(SendTest, AStoppingServerDoesNotWaitForASilentTarget) {
   auto source = std::make_unique<TestServer>(
       dir.path() / "a", args({"--peer-timeout", "600", "--drain-timeout", "1"}));
   ASSERT_TRUE(IsOk(write_raw(source->port(), "k", binary_value(2 * MiB))));
-  int silent = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(silent, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::listen(silent, 16), 0);
-  socklen_t len = sizeof addr;
-  ::getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
-  const std::string target = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  SilentListener silent;
+  const std::string target = silent.address();
   auto sending = std::async(std::launch::async, [&] {
     try {
       return send_key(source->port(), "k", target).status;
@@ -299,7 +277,6 @@ TEST(SendTest, AStoppingServerDoesNotWaitForASilentTarget) {
   EXPECT_LT(seconds, 60) << "the send should end with the drain, not after --peer-timeout";
   const int status = sending.get();
   EXPECT_TRUE(status == 0 || status == 503) << status;
-  ::close(silent);
 }
 
 // Begins a transfer at `port` by hand, as a sender would.
@@ -334,7 +311,9 @@ TEST(SendTest, TheTargetHoldsRangesToTheirRules) {
     ASSERT_TRUE(IsOk(put_range(target.port(), id, 2 * MiB, bytes.substr(2 * MiB))));
     ASSERT_TRUE(IsOk(put_range(target.port(), id, 0, bytes.substr(0, MiB))));
     ASSERT_TRUE(IsOk(http_request(target.port(), "POST", "/transfers/" + id)));
-    if (location == "disk") ASSERT_TRUE(IsOk(move_key(target.port(), "r", "dram")));
+    if (location == "disk") {
+      ASSERT_TRUE(IsOk(move_key(target.port(), "r", "dram")));
+    }
     EXPECT_TRUE(fetch_bytes(target.port(), "r").data == bytes);
     EXPECT_TRUE(IsError(http_request(target.port(), "POST", "/transfers/" + id), 404, "not_found"));
     ASSERT_TRUE(IsOk(release_key(target.port(), "r")));
