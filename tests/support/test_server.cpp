@@ -20,6 +20,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include "core/url.hpp"
+
 namespace gswarm::testing {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -184,19 +186,6 @@ HttpResponse http_raw(int port, const std::string& bytes) {
   return read_response(socket);
 }
 
-std::string url_encode(const std::string& text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == ':') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
+std::string url_encode(const std::string& text) { return gswarm::url_encode(text); }
 
 }  // namespace gswarm::testing
