@@ -4,5 +4,7 @@
 # Arguments go to ctest, e.g. ./scripts/test.sh -L unit or -R Disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The membership tests start a real etcd of their own on loopback ports.
+./scripts/deps.sh etcd-server
 ./scripts/build.sh
 ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"

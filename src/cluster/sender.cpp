@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -234,7 +235,15 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
       if (!answer) fail(answer.error());
     };
     std::vector<std::thread> threads;
-    for (int i = 1; i < streams; ++i) threads.emplace_back(run_range, i);
+    for (int i = 1; i < streams; ++i) {
+      try {
+        threads.emplace_back(run_range, i);
+      } catch (const std::system_error& e) {  // out of threads: the send fails, cleanly
+        fail(Error{ErrorCode::kUnavailable,
+                   fmt::format("cannot start a thread for stream {}: {}", i + 1, e.what())});
+        break;
+      }
+    }
     run_range(0);
     for (auto& t : threads) t.join();
 
