@@ -23,6 +23,26 @@ double gbps(std::uint64_t bytes, double seconds) {
   return seconds > 0 ? static_cast<double>(bytes) / seconds / 1e9 : 0;
 }
 
+// The fields of every send's answer, to this node or another.
+json sent_answer(const std::string& key, Location source, const std::string& target,
+                 const std::string& node, Location destination, std::string_view method,
+                 std::uint64_t size, double seconds, int streams) {
+  return {{"status", "success"},
+          {"success", true},
+          {"key", key},
+          {"source", source.name()},
+          {"target", target},
+          {"node", node},
+          {"destination", destination.name()},
+          {"method", method},
+          {"size", size},
+          {"bytes", size},
+          {"seconds", seconds},
+          {"transfer_time_ms", seconds * 1e3},
+          {"throughput_gbps", gbps(size, seconds)},
+          {"streams", streams}};
+}
+
 Response not_served() {
   return error_response(ErrorCode::kNotSupported, "this server does not take part in sends");
 }
@@ -38,20 +58,9 @@ Reply send_here(std::string key, std::string node, Location destination,
         auto sent = delete_source && !source ? ctx.store.move(key, destination)
                                              : ctx.store.copy(key, destination, source);
         if (!sent) return error_response(sent.error());
-        return json_response(dump({{"status", "success"},
-                                   {"success", true},
-                                   {"key", key},
-                                   {"source", sent->source.name()},
-                                   {"target", target},
-                                   {"node", node},
-                                   {"destination", sent->destination.name()},
-                                   {"method", sent->method},
-                                   {"size", sent->size},
-                                   {"bytes", sent->size},
-                                   {"seconds", sent->seconds},
-                                   {"transfer_time_ms", sent->seconds * 1e3},
-                                   {"throughput_gbps", gbps(sent->size, sent->seconds)},
-                                   {"streams", 1}}));
+        return json_response(dump(sent_answer(key, sent->source, target, node,
+                                              sent->destination, sent->method, sent->size,
+                                              sent->seconds, 1)));
       }),
       Lane::kMove);
 }
@@ -102,27 +111,16 @@ Reply handle_send(Request& req, Context& ctx) {
                  auto sent = ctx.sender->send(request);
                  if (!sent) return error_response(sent.error());
                  const std::string address = sent->address.text();
-                 return json_response(dump({
-                     {"status", "success"},
-                     {"success", true},
-                     {"key", request.key},
-                     {"source", sent->source.name()},
-                     {"target", text},
-                     {"node", sent->node.empty() ? address : sent->node},
-                     {"address", address},
-                     {"destination", sent->destination.name()},
-                     {"method", "standard"},
-                     {"format", sent->format},
-                     {"size", sent->size},
-                     {"bytes", sent->size},
-                     {"seconds", sent->seconds},
-                     {"transfer_time_ms", sent->seconds * 1e3},
-                     {"throughput_gbps", gbps(sent->size, sent->seconds)},
-                     {"streams", sent->streams},
-                     {"delete_source", request.delete_source},
-                     {"source_deleted", sent->source_deleted},
-                     {"operation_id", sent->operation},
-                 }));
+                 json answer = sent_answer(request.key, sent->source, text,
+                                           sent->node.empty() ? address : sent->node,
+                                           sent->destination, "standard", sent->size,
+                                           sent->seconds, sent->streams);
+                 answer["address"] = address;
+                 answer["format"] = sent->format;
+                 answer["delete_source"] = request.delete_source;
+                 answer["source_deleted"] = sent->source_deleted;
+                 answer["operation_id"] = sent->operation;
+                 return json_response(dump(answer));
                }),
                Lane::kMove);
 }
