@@ -26,6 +26,7 @@ struct StartArgs {
   std::string max_pinned = "4GB";
   std::string max_device_memory = "0";
   std::string disk_path = "/tmp/gswarm_data";
+  std::vector<std::string> source_roots;
   std::string max_disk = "0";
   int threads = 0;
   int move_threads = 4;
@@ -126,6 +127,7 @@ int run_start(const StartArgs& args) {
       size_option("--parallel-threshold", args.parallel_threshold);
   options.cluster.sender.timeout = std::chrono::seconds(args.peer_timeout);
   options.cluster.transfer_timeout = std::chrono::seconds(args.transfer_timeout);
+  options.source_roots = args.source_roots;
 
   auto store = Store::open(store_options);
   if (!store) {
@@ -170,6 +172,10 @@ void add_start_command(CLI::App& data) {
       ->capture_default_str();
   cmd->add_option("--disk-path", args->disk_path, "Directory for disk-location values")
       ->capture_default_str();
+  cmd->add_option("--source-root", args->source_roots,
+                  "Directory whose files data pool creates may read (repeatable; none: only "
+                  "uploads, URLs and keys)")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--max-disk", args->max_disk, "Disk limit (0: until the file system is full)")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Network threads (0: one per core)")

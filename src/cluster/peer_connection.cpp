@@ -206,6 +206,69 @@ Result<PeerAnswer> PeerConnection::receive() {
   return PeerAnswer{message.result_int(), std::move(message.body())};
 }
 
+Result<AnswerHead> PeerConnection::receive_head() {
+  http::response_parser<http::empty_body> parser;  // not eager: put() stops after the head
+  parser.body_limit(boost::none);
+  boost::beast::error_code ec;
+  char chunk[kReceiveChunk];
+  while (!parser.is_header_done()) {
+    if (!pending_.empty()) {
+      std::size_t used = parser.put(boost::asio::buffer(pending_), ec);
+      pending_.erase(0, used);
+      if (ec == http::error::need_more) {
+        ec = {};
+      } else if (ec) {
+        return make_error(ErrorCode::kPeerFailed,
+                          fmt::format("{} answered something unreadable: {}", address_.text(),
+                                      ec.message()));
+      }
+      if (parser.is_header_done()) break;
+      if (used > 0 && !pending_.empty()) continue;
+    }
+    if (pending_.size() > kMaxAnswer) {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("{} answered with headers over 1 MiB", address_.text()));
+    }
+    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    if (n > 0) {
+      pending_.append(chunk, static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("{} closed the connection before answering", address_.text()));
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (auto ready = wait(POLLIN); !ready) return tl::unexpected(ready.error());
+    } else if (errno != EINTR) {
+      return tl::unexpected(failure("lost the connection to", errno));
+    }
+  }
+  AnswerHead head;
+  head.status = parser.get().result_int();
+  head.chunked = parser.chunked();
+  if (auto length = parser.content_length()) head.length = *length;
+  return head;
+}
+
+Result<void> PeerConnection::read_body(std::span<std::byte> out) {
+  const std::size_t buffered = std::min(out.size(), pending_.size());
+  std::memcpy(out.data(), pending_.data(), buffered);
+  pending_.erase(0, buffered);
+  for (std::size_t got = buffered; got < out.size();) {
+    ssize_t n = ::recv(fd_, out.data() + got, out.size() - got, 0);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+    } else if (n == 0) {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("{} closed the connection before the whole body arrived",
+                                    address_.text()));
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (auto ready = wait(POLLIN); !ready) return ready;
+    } else if (errno != EINTR) {
+      return tl::unexpected(failure("lost the connection to", errno));
+    }
+  }
+  return {};
+}
+
 Result<PeerAnswer> PeerConnection::call(std::string_view method, std::string_view target,
                                         std::string_view json_body,
                                         std::string_view extra_headers) {

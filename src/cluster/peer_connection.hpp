@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -20,6 +21,13 @@ namespace gswarm::cluster {
 struct PeerAnswer {
   unsigned status = 0;
   std::string body;
+};
+
+// The head of an answer whose body is read in pieces (read_body()).
+struct AnswerHead {
+  unsigned status = 0;
+  std::optional<std::uint64_t> length;  // Content-Length; nullopt when not given
+  bool chunked = false;
 };
 
 class PeerConnection {
@@ -46,6 +54,11 @@ class PeerConnection {
   [[nodiscard]] Result<void> send_file(int fd, std::uint64_t offset, std::uint64_t length);
   // Reads one answer (bodies over 1 MiB are refused: control answers are small).
   [[nodiscard]] Result<PeerAnswer> receive();
+
+  // Reads an answer's head only; its body follows through read_body().
+  [[nodiscard]] Result<AnswerHead> receive_head();
+  // Fills `out` with the next bytes of the body.
+  [[nodiscard]] Result<void> read_body(std::span<std::byte> out);
 
   // A whole request with a small body, and its answer.
   [[nodiscard]] Result<PeerAnswer> call(std::string_view method, std::string_view target,

@@ -140,16 +140,20 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   const std::uint64_t version = replica->version;
 
   Operations& operations = store_.operations();
-  outcome.operation = operations.add("send", request.key, outcome.destination, outcome.size,
-                                     &store_.stopping());
+  const bool own_operation = request.operation == 0;
+  outcome.operation = own_operation ? operations.add("send", request.key, outcome.destination,
+                                                     outcome.size, &store_.stopping())
+                                    : request.operation;
   operations.start(outcome.operation, outcome.source);
   Source source(std::move(*replica), operations.progress(outcome.operation));
   auto sent = source.open();
   if (sent) sent = transfer(request, source, outcome);
   outcome.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  operations.finish(outcome.operation, sent ? std::nullopt : std::optional<Error>(sent.error()),
-                    outcome.seconds);
+  if (own_operation) {
+    operations.finish(outcome.operation,
+                      sent ? std::nullopt : std::optional<Error>(sent.error()), outcome.seconds);
+  }
   if (!sent) return tl::unexpected(sent.error());
 
   if (request.delete_source) {
@@ -162,10 +166,13 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   return outcome;
 }
 
+std::string Sender::auth_header() const {
+  return options_.token.empty() ? "" : fmt::format("Authorization: Bearer {}\r\n", options_.token);
+}
+
 Result<void> Sender::transfer(const SendRequest& request, const Source& source,
                               SendOutcome& outcome) {
-  const std::string auth =
-      options_.token.empty() ? "" : fmt::format("Authorization: Bearer {}\r\n", options_.token);
+  const std::string auth = auth_header();
   const Address& address = outcome.address;
   const std::string key = url_encode(request.key);
   const std::string location = url_encode(outcome.destination.name());

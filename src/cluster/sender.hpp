@@ -35,6 +35,9 @@ struct SendRequest {
   std::optional<Location> source;   // the replica to send; nullopt: the primary
   bool delete_source = false;       // release the key here once the target has it
   int streams = 0;                  // 0: the server's default
+  // An operation the caller made and finishes (a chunk transfer); 0: the send
+  // records its own, of kind "send".
+  std::uint64_t operation = 0;
 };
 
 struct SendOutcome {
@@ -62,6 +65,9 @@ class Sender {
   // "send" in store.operations().
   [[nodiscard]] Result<SendOutcome> send(const SendRequest& request);
   const SenderOptions& options() const { return options_; }
+  // The header line other requests to peers carry ("" without a token).
+  std::string auth_header() const;
+  Membership& membership() { return membership_; }
 
  private:
   class Source;

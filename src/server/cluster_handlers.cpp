@@ -85,6 +85,9 @@ Reply handle_send(Request& req, Context& ctx) {
   if (*streams && (**streams < 1 || **streams > 64)) {
     return error_response(ErrorCode::kBadRequest, "'streams' must be from 1 to 64");
   }
+  if (delete_source->value_or(false)) {
+    if (auto ok = check_not_chunk(*key, "released", ctx); !ok) return error_response(ok.error());
+  }
 
   // A missing key is answered before the target is even looked at.
   if (auto where = ctx.store.location(*key); !where) return error_response(where.error());
@@ -145,6 +148,7 @@ Reply handle_transfer_begin(Request& req, Context& ctx) {
   auto key = body.string("key");
   if (!key) return error_response(key.error());
   if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
+  if (auto ok = check_not_chunk(*key, "written", ctx); !ok) return error_response(ok.error());
   auto size = body.unsigned_integer("size");
   if (!size) return error_response(size.error());
   if (!*size) return error_response(ErrorCode::kBadRequest, "missing field 'size'");

@@ -12,6 +12,7 @@
 #include "core/key.hpp"
 #include "core/size.hpp"
 #include "cluster/incoming.hpp"
+#include "pool/pool.hpp"
 #include "server/json_body.hpp"
 #include "storage/system_memory.hpp"
 
@@ -91,6 +92,7 @@ Response commit_now(PendingWrite pending, Context& ctx, bool extended) {
 // is counted against --max-buffer-memory.
 Reply store_bytes(Context& ctx, std::string key, Location loc, std::string_view format,
                   std::string_view bytes, bool extended) {
+  if (auto ok = check_not_chunk(key, "written", ctx); !ok) return error_response(ok.error());
   auto pending = ctx.store.prepare_write(std::move(key), loc, bytes.size(), format);
   if (!pending) return error_response(pending.error());
   if (pending->direct()) {
@@ -131,6 +133,28 @@ Result<ValueView> read_value(const Request& req, Context& ctx) {
 }
 
 }  // namespace
+
+bool submit_detached(Context& ctx, std::function<void()> task) {
+  ServerState* state = ctx.state;
+  if (state != nullptr) state->detached_tasks.fetch_add(1);
+  bool queued = ctx.store.movers().try_submit(
+      [state, task = std::move(task)] {
+        task();
+        if (state != nullptr) state->detached_tasks.fetch_sub(1);
+      },
+      ctx.store.max_queued_moves());
+  if (!queued && state != nullptr) state->detached_tasks.fetch_sub(1);
+  return queued;
+}
+
+Result<void> check_not_chunk(std::string_view key, std::string_view what, Context& ctx) {
+  if (ctx.pool == nullptr || !ctx.pool->owns(key)) return {};
+  return make_error(ErrorCode::kConflict,
+                    fmt::format("'{}' is a data pool chunk: it cannot be {} with the key-value "
+                                "commands; use gswarm data move / transfer / delete (the "
+                                "/api/v1/data endpoints)",
+                                key, what));
+}
 
 Result<Location> usable_location(std::string_view name, Context& ctx) {
   auto loc = Location::parse(name);
@@ -190,6 +214,7 @@ Result<RawTarget> parse_raw_target(Request& req, Context& ctx) {
 }
 
 Result<PendingWrite> prepare_raw_value(RawTarget& target, std::uint64_t size, Context& ctx) {
+  if (auto ok = check_not_chunk(target.key, "written", ctx); !ok) return tl::unexpected(ok.error());
   return ctx.store.prepare_write(std::move(target.key), target.location, size, target.format);
 }
 
@@ -391,6 +416,7 @@ Reply handle_read_extended(Request& req, Context& ctx) {
 
 Reply handle_release(Request& req, Context& ctx) {
   if (auto ok = validate_key(req.param); !ok) return error_response(ok.error());
+  if (auto ok = check_not_chunk(req.param, "released", ctx); !ok) return error_response(ok.error());
   return Reply(std::function<Response()>([&store = ctx.store, key = req.param] {
     if (auto ok = store.release(key); !ok) return error_response(ok.error());
     return json_response(dump({{"status", "success"}, {"key", key}}));
@@ -407,6 +433,7 @@ Reply handle_move(Request& req, Context& ctx) {
   if (!dest_name) return error_response(dest_name.error());
   auto dest = usable_location(*dest_name, ctx);
   if (!dest) return error_response(dest.error());
+  if (auto ok = check_not_chunk(*key, "moved", ctx); !ok) return error_response(ok.error());
   auto wait = body.boolean("wait");
   if (!wait) return error_response(wait.error());
   if (wait->has_value() && !**wait) {

@@ -17,6 +17,10 @@ class Membership;
 class Sender;
 }  // namespace gswarm::cluster
 
+namespace gswarm::pool {
+class Pool;
+}  // namespace gswarm::pool
+
 namespace gswarm::server {
 
 struct Limits {
@@ -34,6 +38,9 @@ struct ServerState {
   std::atomic<std::uint64_t> connections{0};
   std::uint64_t max_connections = 0;
   std::string local_socket;  // where local processes open read pointers ("@name": abstract)
+  // Handler work running on a task pool that no request waits for (asynchronous
+  // creates, transfers): the server waits for it before it goes away.
+  std::atomic<int> detached_tasks{0};
 };
 
 struct Context {
@@ -45,6 +52,7 @@ struct Context {
   cluster::Membership* membership = nullptr;
   cluster::Sender* sender = nullptr;
   cluster::IncomingTransfers* transfers = nullptr;
+  pool::Pool* pool = nullptr;  // the data pool; null: not served
 };
 
 // Holds bytes of --max-buffer-memory for as long as it lives.
@@ -70,6 +78,15 @@ class BufferCharge {
   LimitCounter* counter_ = nullptr;
   std::uint64_t bytes_ = 0;
 };
+
+// Runs `task` on the movers with no request waiting for it, counted in
+// ctx.state->detached_tasks. False when `max_queued_moves` tasks are waiting.
+[[nodiscard]] bool submit_detached(Context& ctx, std::function<void()> task);
+
+// kConflict when `key` belongs to a data pool chunk, which only the pool's
+// endpoints may write, move or release (`what` names the refused operation).
+[[nodiscard]] Result<void> check_not_chunk(std::string_view key, std::string_view what,
+                                           Context& ctx);
 
 // A location name this server can hold (400 otherwise).
 [[nodiscard]] Result<Location> usable_location(std::string_view name, Context& ctx);
@@ -105,5 +122,17 @@ Reply handle_transfer_begin(Request& req, Context& ctx);
 Reply handle_transfer_range(Request& req, Context& ctx);
 Reply handle_transfer_commit(Request& req, Context& ctx);
 Reply handle_transfer_abort(Request& req, Context& ctx);
+
+// pool_handlers.cpp: the data pool, /api/v1/data.
+Reply handle_chunks(Request& req, Context& ctx);
+Reply handle_chunk_create(Request& req, Context& ctx);
+Reply handle_chunk_get(Request& req, Context& ctx);
+Reply handle_chunk_post(Request& req, Context& ctx);  // move, transfer, references
+Reply handle_chunk_put(Request& req, Context& ctx);   // a transferred chunk's metadata
+Reply handle_chunk_delete(Request& req, Context& ctx);
+// Reserves room for a chunk uploaded as the body of POST /api/v1/data (the
+// device, type and format in the query) before the body is read.
+[[nodiscard]] Result<PendingWrite> prepare_chunk_upload(Request& req, std::uint64_t size,
+                                                        Context& ctx);
 
 }  // namespace gswarm::server

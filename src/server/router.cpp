@@ -28,6 +28,12 @@ constexpr std::array kRoutes = {
     Route{"PUT", "/transfers/", true, BodyKind::kRange, handle_transfer_range},
     Route{"POST", "/transfers/", true, BodyKind::kNone, handle_transfer_commit},
     Route{"DELETE", "/transfers/", true, BodyKind::kNone, handle_transfer_abort},
+    Route{"GET", "/api/v1/data", false, BodyKind::kNone, handle_chunks},
+    Route{"POST", "/api/v1/data", false, BodyKind::kJsonOrUpload, handle_chunk_create},
+    Route{"GET", "/api/v1/data/", true, BodyKind::kNone, handle_chunk_get},
+    Route{"POST", "/api/v1/data/", true, BodyKind::kControl, handle_chunk_post},
+    Route{"PUT", "/api/v1/data/", true, BodyKind::kJson, handle_chunk_put},
+    Route{"DELETE", "/api/v1/data/", true, BodyKind::kNone, handle_chunk_delete},
 };
 
 bool path_matches(const Route& route, std::string_view path) {

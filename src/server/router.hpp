@@ -16,6 +16,7 @@ enum class BodyKind {
   kJson,         // JSON object carrying a value, up to Limits::max_request_size
   kJsonOrValue,  // kJson, or a raw application/octet-stream value streamed into a tier
   kRange,        // one byte range of a transfer (application/octet-stream), streamed into it
+  kJsonOrUpload,  // kControl, or a new chunk's bytes (application/octet-stream) streamed into a tier
 };
 
 using Handler = Reply (*)(Request&, Context&);

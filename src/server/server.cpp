@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <optional>
+#include <filesystem>
 #include <thread>
 #include <vector>
 
@@ -24,6 +25,7 @@
 
 #include "cluster/incoming.hpp"
 #include "cluster/membership.hpp"
+#include "pool/pool.hpp"
 #include "server/local_socket.hpp"
 #include "server/session.hpp"
 #include "storage/shared_memory.hpp"
@@ -305,6 +307,32 @@ struct Server::Impl {
     }
   }
 
+  Result<void> open_pool() {
+    pool::PoolOptions pool_options;
+    pool_options.node_name = ctx.node_name;
+    for (const auto& root : options.source_roots) {
+      std::error_code ec;
+      auto canonical = std::filesystem::canonical(root, ec);
+      if (ec || !std::filesystem::is_directory(canonical, ec)) {
+        return make_error(ErrorCode::kBadRequest,
+                          fmt::format("--source-root {}: {}", root,
+                                      ec ? ec.message() : std::string("not a directory")));
+      }
+      pool_options.source_roots.push_back(std::move(canonical));
+    }
+    auto opened = pool::Pool::open(ctx.store, std::move(pool_options));
+    if (!opened) return tl::unexpected(opened.error());
+    pool = std::move(*opened);
+    ctx.pool = pool.get();
+    return {};
+  }
+
+  // Work handlers left running on the task pools (asynchronous creates and
+  // transfers) uses the context: it must end first.
+  ~Impl() {
+    while (state.detached_tasks.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+
   // Loop 0 once no connection is left: nothing may keep it running.
   void finish_stop() {
     drain_timer->cancel();
@@ -320,6 +348,7 @@ struct Server::Impl {
   cluster::Sender sender;
   cluster::IncomingTransfers transfers;
   std::unique_ptr<cluster::EtcdMembership> etcd;  // leaves etcd when the server is destroyed
+  std::unique_ptr<pool::Pool> pool;
   std::vector<std::unique_ptr<Loop>> loops;
   std::optional<tcp::acceptor> acceptor;
   std::optional<asio::signal_set> signals;
@@ -385,6 +414,7 @@ Result<void> Server::listen() {
   if (acceptor.non_blocking(true, ec); ec) return fail("configure");
   impl.backoff_timer.emplace(io);
   impl.drain_timer.emplace(io);
+  if (auto ok = impl.open_pool(); !ok) return ok;
   if (auto ok = impl.join_cluster(); !ok) return ok;
   if (impl.options.local_socket) {
     auto local = LocalSocket::open(io, impl.ctx.store);

@@ -50,6 +50,8 @@ struct ServerOptions {
   std::uint64_t max_connections = 0;         // 0: from the descriptor limit, at most 4096
   std::uint64_t max_buffer_memory = 1ull << 30;  // request and answer bodies in flight
   ClusterOptions cluster;
+  // Directories whose files POST /api/v1/data may read as sources (--source-root).
+  std::vector<std::string> source_roots;
   bool local_socket = true;  // serve read pointers to local processes
   bool handle_signals = true;
 };

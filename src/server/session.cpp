@@ -443,8 +443,11 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     req.query = std::move(*query);
   }
 
-  // A raw value (even an empty one) streams into its tier; JSON into a string.
-  const bool raw = route.body == BodyKind::kJsonOrValue && is_octet_stream(req.content_type);
+  // A raw value or an upload (even an empty one) streams into its tier; JSON
+  // into a string.
+  const bool upload = route.body == BodyKind::kJsonOrUpload && is_octet_stream(req.content_type);
+  const bool raw =
+      upload || (route.body == BodyKind::kJsonOrValue && is_octet_stream(req.content_type));
   BufferCharge body_charge;
   if (route.body == BodyKind::kRange) {
     if (auto problem = co_await receive_range(conn, buffer, parser, req, length, env)) {
@@ -455,11 +458,15 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     std::optional<RawTarget> raw_target;
     std::uint64_t limit = env.ctx.limits.max_request_size;
     std::string_view limit_name = "--max-request-size";
-    if (route.body == BodyKind::kControl && env.ctx.limits.max_control_size < limit) {
+    if ((route.body == BodyKind::kControl || route.body == BodyKind::kJsonOrUpload) &&
+        env.ctx.limits.max_control_size < limit) {
       limit = env.ctx.limits.max_control_size;
       limit_name = "the limit for this endpoint";
     }
-    if (raw) {
+    if (upload) {
+      limit = env.ctx.limits.max_value_size;
+      limit_name = "--max-value-size";
+    } else if (raw) {
       auto parsed = parse_raw_target(req, env.ctx);
       if (!parsed) co_return failed(parsed.error(), out.body_consumed);
       raw_target = std::move(*parsed);
@@ -476,7 +483,15 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
           out.body_consumed);
     }
     std::shared_ptr<PendingWrite> pending;
-    if (raw_target && !raw_target->json()) {
+    if (upload) {
+      auto executor = co_await asio::this_coro::executor;
+      auto task = start<Result<PendingWrite>>(
+          env.ctx.store.io(), executor,
+          [&req, length, &env] { return prepare_chunk_upload(req, length, env.ctx); });
+      auto prepared = co_await finish(task);
+      if (!prepared) co_return failed(prepared.error(), out.body_consumed);
+      pending = std::make_shared<PendingWrite>(std::move(*prepared));
+    } else if (raw_target && !raw_target->json()) {
       Result<PendingWrite> prepared;
       if (raw_target->location == Location::dram() && length < kInlinePrepare) {
         prepared = prepare_raw_value(*raw_target, length, env.ctx);  // takes the key
@@ -498,7 +513,7 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     std::optional<Outcome> problem;
     if (!pending) {
       problem = co_await read_json_body(conn, buffer, req.body, length, body_charge, env);
-    } else if (pending->direct()) {
+    } else if (pending->direct() && !pending->tracks_checksum()) {
       if (auto ec =
               co_await read_into(conn, buffer, pending->buffer(), env.options.request_timeout);
           ec) {

@@ -41,6 +41,11 @@ Operations::Progress Operations::progress(std::uint64_t id) {
   return records_.at(id).progress;
 }
 
+void Operations::set_total(std::uint64_t id, std::uint64_t bytes_total) {
+  std::lock_guard lock(mutex_);
+  if (auto it = records_.find(id); it != records_.end()) it->second.info.bytes_total = bytes_total;
+}
+
 void Operations::start(std::uint64_t id, Location source) {
   std::lock_guard lock(mutex_);
   auto& info = records_.at(id).info;

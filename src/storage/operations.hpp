@@ -67,6 +67,8 @@ class Operations {
                     std::uint64_t bytes_total, const std::atomic<bool>* stopping = nullptr);
   Progress progress(std::uint64_t id);
   void start(std::uint64_t id, Location source);
+  // For operations whose size is known only once they run (a chunk from a URL).
+  void set_total(std::uint64_t id, std::uint64_t bytes_total);
   void finish(std::uint64_t id, std::optional<Error> error, double seconds);
 
   [[nodiscard]] Result<OperationInfo> get(std::uint64_t id) const;

@@ -98,6 +98,7 @@ Result<void> PendingWrite::append(std::span<const std::byte> bytes) {
   if (bytes.size() > size() - received_) {
     return make_error(ErrorCode::kInternal, "more bytes than the value's size");
   }
+  if (checksum_) checksum_->update(bytes);
   if (direct()) {
     if (!bytes.empty()) std::memcpy(extent_->host_data() + received_, bytes.data(), bytes.size());
   } else if (auto ok = extent_->write(received_, bytes); !ok) {
@@ -515,7 +516,8 @@ Result<MoveResult> Store::copy(std::string_view key, Location destination,
   return move_impl(key, destination, std::make_shared<CopyProgress>(), 0, MoveMode{true, source});
 }
 
-Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
+Result<std::uint64_t> Store::start_move(std::string key, Location destination,
+                                        TaskPriority priority, MoveDone done) {
   if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
   if (stopping_.load(std::memory_order_relaxed)) return shutting_down();
   std::uint64_t size = 0;
@@ -528,8 +530,9 @@ Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
   }
   std::uint64_t id = operations_.add("move", key, destination, size, &stopping_);
   bool queued = movers_->try_submit(
-      [this, id, key = std::move(key), destination] {
+      [this, id, key = std::move(key), destination, done = std::move(done)] {
         auto moved = move_impl(key, destination, operations_.progress(id), id, MoveMode{});
+        if (done) done(moved);
         if (moved) {
           operations_.start(id, moved->source);  // no-op moves never reached the copy
           operations_.finish(id, std::nullopt, moved->seconds);
@@ -537,7 +540,7 @@ Result<std::uint64_t> Store::start_move(std::string key, Location destination) {
           operations_.finish(id, moved.error(), 0);
         }
       },
-      options_.max_queued_moves);
+      options_.max_queued_moves, priority);
   if (!queued) {
     Error busy{ErrorCode::kTooManyRequests,
                fmt::format("{} moves are already waiting to run (the most this server queues); "
@@ -806,6 +809,8 @@ Result<LocationsPage> Store::locations_page(std::string_view cursor, std::size_t
   }
   return page;
 }
+
+const std::filesystem::path& Store::disk_root() const { return disk_->root(); }
 
 StoreStats Store::stats() const {
   StoreStats s;

@@ -28,6 +28,7 @@
 #include <array>
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,7 @@
 #include <boost/unordered/unordered_flat_set.hpp>
 #include <gswarm/error.hpp>
 
+#include "core/checksum.hpp"
 #include "core/location.hpp"
 #include "core/size.hpp"
 #include "storage/device_backend.hpp"
@@ -182,6 +184,11 @@ class PendingWrite {
   bool needs_io() const { return needs_io_; }
   const std::string& key() const { return key_; }
   Location location() const { return location_; }
+  // From now on append() also computes the bytes' checksum (data pool uploads).
+  // Fills through buffer() are not seen: a writer that wants one appends.
+  void track_checksum() { checksum_ = std::make_unique<Checksum>(); }
+  bool tracks_checksum() const { return checksum_ != nullptr; }
+  const Checksum* checksum() const { return checksum_.get(); }
 
  private:
   friend class Store;
@@ -191,6 +198,7 @@ class PendingWrite {
   ExtentRef extent_;
   std::uint64_t received_ = 0;
   bool needs_io_ = false;
+  std::unique_ptr<Checksum> checksum_;
 };
 
 class Store {
@@ -231,8 +239,12 @@ class Store {
   [[nodiscard]] Result<MoveResult> move(std::string_view key, Location destination);
   // Queues the move on the movers and returns its operation id at once; progress
   // and outcome are in operations(). kTooManyRequests when max_queued_moves
-  // moves are already waiting.
-  [[nodiscard]] Result<std::uint64_t> start_move(std::string key, Location destination);
+  // moves are already waiting. Higher priorities are taken first; `done`, when
+  // set, runs on the mover with the outcome, before the operation shows it.
+  using MoveDone = std::function<void(const Result<MoveResult>&)>;
+  [[nodiscard]] Result<std::uint64_t> start_move(std::string key, Location destination,
+                                                 TaskPriority priority = TaskPriority::kNormal,
+                                                 MoveDone done = {});
   // Blocking: like move(), but the source replica stays, so the key then lives in
   // both places (what `send` to a device of this node does). `source`, when set,
   // picks the replica to copy from. Release removes every replica.
@@ -263,7 +275,12 @@ class Store {
   // Set by begin_shutdown(), for other long work (sends) to watch.
   const std::atomic<bool>& stopping() const { return stopping_; }
 
+  // The disk tier's directory (--disk-path), made absolute.
+  const std::filesystem::path& disk_root() const;
+
   TaskPool& movers() { return *movers_; }
+  // How many tasks may wait for the movers (--max-queued-moves).
+  std::size_t max_queued_moves() const { return options_.max_queued_moves; }
   TaskPool& io() { return *io_; }
   int device_count() const { return static_cast<int>(devices_.size()); }
 

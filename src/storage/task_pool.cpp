@@ -25,19 +25,22 @@ TaskPool::~TaskPool() {
   for (auto& t : threads_) t.join();
 }
 
-void TaskPool::submit(std::function<void()> task) {
+void TaskPool::submit(std::function<void()> task, TaskPriority priority) {
   {
     std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(task));
+    queues_[static_cast<std::size_t>(priority)].push_back(std::move(task));
+    ++queued_;
   }
   ready_.notify_one();
 }
 
-bool TaskPool::try_submit(std::function<void()> task, std::size_t max_queued) {
+bool TaskPool::try_submit(std::function<void()> task, std::size_t max_queued,
+                          TaskPriority priority) {
   {
     std::lock_guard lock(mutex_);
-    if (queue_.size() >= max_queued) return false;
-    queue_.push_back(std::move(task));
+    if (queued_ >= max_queued) return false;
+    queues_[static_cast<std::size_t>(priority)].push_back(std::move(task));
+    ++queued_;
   }
   ready_.notify_one();
   return true;
@@ -45,7 +48,7 @@ bool TaskPool::try_submit(std::function<void()> task, std::size_t max_queued) {
 
 std::size_t TaskPool::queued() const {
   std::lock_guard lock(mutex_);
-  return queue_.size();
+  return queued_;
 }
 
 void TaskPool::run() {
@@ -53,10 +56,15 @@ void TaskPool::run() {
     std::function<void()> task;
     {
       std::unique_lock lock(mutex_);
-      ready_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stopping and drained
-      task = std::move(queue_.front());
-      queue_.pop_front();
+      ready_.wait(lock, [this] { return stopping_ || queued_ > 0; });
+      if (queued_ == 0) return;  // stopping and drained
+      for (auto& queue : queues_) {
+        if (queue.empty()) continue;
+        task = std::move(queue.front());
+        queue.pop_front();
+        break;
+      }
+      --queued_;
     }
     task();
   }
