@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(g++ cmake ninja-build pkg-config
   libboost1.81-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
-  libxxhash-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest "$@")
+  libxxhash-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest python3-requests "$@")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -107,6 +107,45 @@ struct Operation {
   std::string error_code;
 };
 
+// One copy of a data pool chunk.
+struct ChunkLocation {
+  std::string device;  // "dram", "pinned_dram", "device:N", "disk"
+  std::string status;  // "complete", "copying" or "error"
+  double progress = 1;
+};
+
+// A data pool chunk, as GET /api/v1/data/{id} describes it.
+struct Chunk {
+  std::string id;                 // "chunk_" and 16 hex digits
+  std::string type;               // "input", "output" or "intermediate"
+  std::string format;             // "tensor" unless given
+  std::string source;             // what it was created from
+  std::uint64_t size = 0;
+  std::string checksum;           // "xxh3:<16 hex>" (xxhsum -H3 prints the same digits)
+  std::string created_by;         // the node that created it
+  double created_at = 0;          // unix seconds
+  double last_accessed = 0;
+  std::uint64_t access_count = 0;
+  std::vector<std::string> references;  // names holding a reference
+  std::vector<ChunkLocation> locations;  // primary first
+};
+
+// What a new chunk is made from and where it goes.
+struct ChunkOptions {
+  std::string device = "dram";  // dram, cpu, pinned_dram, disk, gpu, device:N
+  std::string type = "input";   // input, output, intermediate
+  std::string format = "tensor";
+};
+
+// The answer of a create: the new chunk, or (asynchronous creates) its task.
+struct CreatedChunk {
+  std::string id;
+  std::uint64_t size = 0;
+  std::string checksum;
+  std::string device;
+  std::uint64_t task_id = 0;  // the operation that made it (0 for uploads)
+};
+
 // A value read as raw bytes with its format tag ("json", "bytes", "pickle", ...).
 struct BytesValue {
   std::string data;
@@ -188,6 +227,40 @@ class Client {
   // POST /set_max_memory/{size}: `size` is bytes ("1024") or a size string ("32GB").
   // Returns the new DRAM limit in bytes.
   [[nodiscard]] Result<std::uint64_t> set_max_memory(std::string_view size);
+
+  // ---- data pool (/api/v1/data) ----
+  // GET /api/v1/data, filtered by device ("gpu": any GPU) and type when not empty.
+  [[nodiscard]] Result<std::vector<Chunk>> list_chunks(std::string_view device = "",
+                                                       std::string_view type = "");
+  // POST /api/v1/data from a source the server reads itself: a file under its
+  // --source-root, an http:// URL, or "key:NAME". Returns once it is stored
+  // (limited by ClientOptions::move_timeout).
+  [[nodiscard]] Result<CreatedChunk> create_chunk(std::string_view source,
+                                                  const ChunkOptions& options = {});
+  // The same without waiting: the chunk id and its task (GET /operations/{id}).
+  [[nodiscard]] Result<CreatedChunk> start_create_chunk(std::string_view source,
+                                                        const ChunkOptions& options = {});
+  // POST /api/v1/data with the bytes as the body, sent without copying them.
+  // `source` is recorded as the chunk's source.
+  [[nodiscard]] Result<CreatedChunk> upload_chunk(std::span<const std::byte> data,
+                                                  const ChunkOptions& options = {},
+                                                  std::string_view source = "");
+  // GET /api/v1/data/{id}.
+  [[nodiscard]] Result<Chunk> chunk(std::string_view id);
+  // POST /api/v1/data/{id}/move: queues the move with `priority` ("high",
+  // "normal", "low"); returns its operation id.
+  [[nodiscard]] Result<std::uint64_t> move_chunk(std::string_view id, std::string_view device,
+                                                 std::string_view priority = "normal");
+  // POST /api/v1/data/{id}/transfer to `node` (a node name or host:port) and its
+  // `device`; returns its operation id.
+  [[nodiscard]] Result<std::uint64_t> transfer_chunk(std::string_view id, std::string_view node,
+                                                     std::string_view device = "dram",
+                                                     bool delete_source = false);
+  // DELETE /api/v1/data/{id}: kConflict while referenced unless `force`.
+  [[nodiscard]] Result<void> delete_chunk(std::string_view id, bool force = false);
+  // POST /api/v1/data/{id}/references and DELETE .../references/{holder}.
+  [[nodiscard]] Result<Chunk> add_chunk_reference(std::string_view id, std::string_view holder);
+  [[nodiscard]] Result<Chunk> drop_chunk_reference(std::string_view id, std::string_view holder);
 
   // GET /health: the server's version string.
   [[nodiscard]] Result<std::string> health();

@@ -1,6 +1,15 @@
 #include "cli/data_commands.hpp"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
 
 #include <atomic>
 #include <chrono>
@@ -39,6 +48,13 @@ struct Args {
   std::string target_device;
   bool delete_source = false;
   int streams = 0;
+  // data pool
+  std::string chunk_id;
+  std::string device;
+  std::string type;
+  std::string format = "tensor";
+  std::string priority = "normal";
+  bool force = false;
 };
 
 // A command's work: talks to the server and returns the human-readable text to
@@ -107,6 +123,43 @@ Result<std::string> run_release(Client& client, const Args& args) {
   return fmt::format("Released '{}'", args.key);
 }
 
+// "[#########           ] 45%  1.2 GB / 2.7 GB"
+std::string progress_bar(std::uint64_t done, std::uint64_t total) {
+  constexpr int kWidth = 30;
+  const double share = total == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / total);
+  const int filled = static_cast<int>(share * kWidth);
+  return fmt::format("[{}{}] {:3.0f}%  {} / {}", std::string(filled, '#'),
+                     std::string(kWidth - filled, ' '), share * 100, format_size(done),
+                     format_size(total));
+}
+
+constexpr std::uint64_t kShowProgressFrom = 64ull << 20;
+
+// Polls operation `id` until it ends, drawing its progress on stderr when that
+// is a terminal (for operations of at least `show_from` bytes); the line is
+// cleared when it ends. A failed operation is its error.
+Result<Operation> wait_for_operation(Client& client, std::uint64_t id, std::uint64_t show_from = 0) {
+  const bool terminal = ::isatty(STDERR_FILENO) != 0;
+  bool drawn = false;
+  auto delay = std::chrono::milliseconds(2);
+  while (true) {
+    auto op = client.operation(id);
+    if (!op) return tl::unexpected(op.error());
+    if (op->state == "failed" || op->state == "done") {
+      if (drawn) fmt::print(stderr, "\r\033[K");
+      if (op->state == "failed") return make_error(error_code_from_name(op->error_code), op->error);
+      return op;
+    }
+    if (terminal && op->bytes_total >= show_from) {
+      fmt::print(stderr, "\r{} {}", progress_bar(op->bytes_done, op->bytes_total), op->state);
+      std::fflush(stderr);
+      drawn = true;
+    }
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, std::chrono::milliseconds(200));
+  }
+}
+
 // Starts the move on the server's mover threads and polls it, drawing a progress
 // line on stderr when that is a terminal.
 Result<std::string> run_move(Client& client, const Args& args) {
@@ -114,31 +167,11 @@ Result<std::string> run_move(Client& client, const Args& args) {
   if (!destination) return tl::unexpected(destination.error());
   auto id = client.start_move(args.key, *destination);
   if (!id) return tl::unexpected(id.error());
-  const bool show = ::isatty(STDERR_FILENO) != 0;
-  auto delay = std::chrono::milliseconds(2);
-  while (true) {
-    auto op = client.operation(*id);
-    if (!op) return tl::unexpected(op.error());
-    if (op->state == "failed") {
-      if (show) fmt::print(stderr, "\r\033[K");
-      return make_error(error_code_from_name(op->error_code), op->error);
-    }
-    if (op->state == "done") {
-      if (show) fmt::print(stderr, "\r\033[K");
-      if (op->source == op->destination) return fmt::format("'{}' is already in {}", args.key, op->destination);
-      return fmt::format("Moved '{}' from {} to {} ({} in {:.3f} s)", args.key, op->source,
-                         op->destination, format_size(op->bytes_total), op->seconds);
-    }
-    if (show) {
-      double pct = op->bytes_total == 0 ? 0 : 100.0 * static_cast<double>(op->bytes_done) /
-                                                  static_cast<double>(op->bytes_total);
-      fmt::print(stderr, "\rMoving '{}' to {}: {} {:5.1f}% ({} / {})", args.key, *destination,
-                 op->state, pct, format_size(op->bytes_done), format_size(op->bytes_total));
-      std::fflush(stderr);
-    }
-    std::this_thread::sleep_for(delay);
-    delay = std::min(delay * 2, std::chrono::milliseconds(200));
-  }
+  auto op = wait_for_operation(client, *id);
+  if (!op) return tl::unexpected(op.error());
+  if (op->source == op->destination) return fmt::format("'{}' is already in {}", args.key, op->destination);
+  return fmt::format("Moved '{}' from {} to {} ({} in {:.3f} s)", args.key, op->source,
+                     op->destination, format_size(op->bytes_total), op->seconds);
 }
 
 Result<std::string> run_get_location(Client& client, const Args& args) {
@@ -249,21 +282,10 @@ std::string sent_line(const SendResult& sent) {
   return line;
 }
 
-// "[#########           ] 45%  1.2 GB / 2.7 GB"
-std::string progress_bar(std::uint64_t done, std::uint64_t total) {
-  constexpr int kWidth = 30;
-  const double share = total == 0 ? 1.0 : std::min(1.0, static_cast<double>(done) / total);
-  const int filled = static_cast<int>(share * kWidth);
-  return fmt::format("[{}{}] {:3.0f}%  {} / {}", std::string(filled, '#'),
-                     std::string(kWidth - filled, ' '), share * 100, format_size(done),
-                     format_size(total));
-}
-
 // Sends, and on a terminal draws the send's progress on stderr while a large
 // value travels (read from the server's record of it, GET /operations).
 Result<SendResult> send_showing_progress(Client& client, const Args& args,
                                          const std::string& target, const SendOptions& options) {
-  constexpr std::uint64_t kShowFrom = 64ull << 20;
   if (::isatty(STDERR_FILENO) == 0) return client.send(args.key, target, options);
   std::optional<Result<SendResult>> result;
   std::atomic<bool> done{false};
@@ -280,7 +302,7 @@ Result<SendResult> send_showing_progress(Client& client, const Args& args,
     if (!operations) continue;
     for (const auto& op : *operations) {
       if (op.kind == "send" && op.key == args.key && op.state == "running" &&
-          op.bytes_total >= kShowFrom) {
+          op.bytes_total >= kShowProgressFrom) {
         fmt::print(stderr, "\r{}", progress_bar(op.bytes_done, op.bytes_total));
         std::fflush(stderr);
         drawn = true;
@@ -324,6 +346,193 @@ Result<std::string> run_send_gpu(Client& client, const Args& args) {
   auto sent = send_showing_progress(client, args, args.target_node + ":" + *target, options);
   if (!sent) return tl::unexpected(sent.error());
   return sent_line(*sent);
+}
+
+// ---- data pool ----------------------------------------------------------------------
+
+std::string locations_text(const Chunk& c) {
+  std::vector<std::string> parts;
+  for (const auto& l : c.locations) {
+    parts.push_back(l.status == "complete" ? l.device
+                                           : fmt::format("{} ({} {:.0f}%)", l.device, l.status,
+                                                         l.progress * 100));
+  }
+  return parts.empty() ? std::string("-") : fmt::format("{}", fmt::join(parts, ","));
+}
+
+std::string time_text(double unix_seconds) {
+  const auto t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  ::localtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+Result<std::string> run_list(Client& client, const Args& args) {
+  auto chunks = client.list_chunks(args.device, args.type);
+  if (!chunks) return tl::unexpected(chunks.error());
+  if (chunks->empty()) return std::string("No chunks");
+  std::string out = fmt::format("{:<23} {:<12} {:<10} {:>10}  {:<16} {:>4}  {}", "CHUNK_ID", "TYPE",
+                                "FORMAT", "SIZE", "DEVICE", "REFS", "CREATED");
+  for (const auto& c : *chunks) {
+    out += fmt::format("\n{:<23} {:<12} {:<10} {:>10}  {:<16} {:>4}  {}", c.id, c.type, c.format,
+                       format_size(c.size), locations_text(c), c.references.size(),
+                       time_text(c.created_at));
+  }
+  out += fmt::format("\n{} chunk{}", chunks->size(), chunks->size() == 1 ? "" : "s");
+  return out;
+}
+
+std::string created_line(const CreatedChunk& c, const Args& args, std::string_view how) {
+  return fmt::format("Created {} ({}, {}, {}) on {}{}; checksum {}", c.id, format_size(c.size),
+                     args.type, args.format, c.device, how, c.checksum);
+}
+
+bool is_server_source(std::string_view source) {
+  return source.starts_with("http://") || source.starts_with("https://") ||
+         source.starts_with("key:") || source.starts_with("file://");
+}
+
+bool is_loopback_host(std::string_view address) {
+  return address.starts_with("localhost") || address.starts_with("127.") ||
+         address.starts_with("[::1]");
+}
+
+// A local file uploaded as the request body, mapped rather than read.
+Result<CreatedChunk> upload_file(Client& client, const std::string& path, const ChunkOptions& options) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("cannot read '{}': {}", path, std::strerror(errno)));
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_error(ErrorCode::kBadRequest, fmt::format("'{}' is not a regular file", path));
+  }
+  const std::size_t size = static_cast<std::size_t>(st.st_size);
+  void* mapped = size == 0 ? nullptr : ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (mapped == MAP_FAILED) {
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("cannot map '{}': {}", path, std::strerror(errno)));
+  }
+  if (mapped != nullptr) ::madvise(mapped, size, MADV_SEQUENTIAL);
+  auto created = client.upload_chunk({static_cast<const std::byte*>(mapped), size}, options, path);
+  if (mapped != nullptr) ::munmap(mapped, size);
+  return created;
+}
+
+// The server reads the source itself when it can (URLs, keys, files under its
+// --source-root); a local file it cannot read is uploaded.
+Result<std::string> run_create(Client& client, const Args& args) {
+  const ChunkOptions options{args.device.empty() ? "dram" : args.device, args.type, args.format};
+  std::string source = args.source;
+  std::error_code ec;
+  const bool local_file = !is_server_source(source) && std::filesystem::is_regular_file(source, ec);
+  if (local_file) source = std::filesystem::absolute(source, ec).lexically_normal().string();
+  if (!local_file || is_loopback_host(client.address())) {
+    const std::uint64_t size = local_file ? std::filesystem::file_size(source, ec) : 0;
+    Result<CreatedChunk> created;
+    if (::isatty(STDERR_FILENO) != 0 && size >= kShowProgressFrom) {
+      created = client.start_create_chunk(source, options);
+      if (created) {
+        auto op = wait_for_operation(client, created->task_id, kShowProgressFrom);
+        if (op) {
+          auto chunk = client.chunk(created->id);
+          if (!chunk) return tl::unexpected(chunk.error());
+          created->size = chunk->size;
+          created->checksum = chunk->checksum;
+          created->device = chunk->locations.empty() ? "" : chunk->locations.front().device;
+        } else {
+          created = tl::unexpected(op.error());
+        }
+      }
+    } else {
+      created = client.create_chunk(source, options);
+    }
+    if (created) return created_line(*created, args, "");
+    const auto code = created.error().code;
+    const bool unreadable = code == ErrorCode::kForbidden || code == ErrorCode::kNotFound;
+    if (!local_file && unreadable && !is_server_source(source)) {
+      return make_error(code, fmt::format("no file '{}' on this machine, and the server cannot "
+                                          "read it either: {}",
+                                          source, created.error().message));
+    }
+    if (!local_file || !unreadable) return tl::unexpected(created.error());
+  }
+  auto uploaded = upload_file(client, source, options);
+  if (!uploaded) return tl::unexpected(uploaded.error());
+  return created_line(*uploaded, args, " (uploaded)");
+}
+
+Result<std::string> run_info(Client& client, const Args& args) {
+  auto c = client.chunk(args.chunk_id);
+  if (!c) return tl::unexpected(c.error());
+  std::string out = fmt::format(
+      "Chunk:        {}\nType:         {}\nFormat:       {}\nSize:         {} ({} bytes)\n"
+      "Checksum:     {}\nSource:       {}\nCreated:      {} by {}\nLast access:  {} "
+      "({} access{})\nReferences:   {}\nLocations:",
+      c->id, c->type, c->format, format_size(c->size), c->size, c->checksum, c->source,
+      time_text(c->created_at), c->created_by, time_text(c->last_accessed), c->access_count,
+      c->access_count == 1 ? "" : "es", c->references.empty() ? std::string("none") : fmt::format("{}", fmt::join(c->references, ", ")));
+  for (const auto& l : c->locations) {
+    out += fmt::format("\n  {:<12} {:<9} {:>4.0f}%", l.device, l.status, l.progress * 100);
+  }
+  return out;
+}
+
+Result<std::string> run_chunk_move(Client& client, const Args& args) {
+  auto task = client.move_chunk(args.chunk_id, args.destination, args.priority);
+  if (!task) return tl::unexpected(task.error());
+  auto op = wait_for_operation(client, *task, kShowProgressFrom);
+  if (!op) return tl::unexpected(op.error());
+  if (op->source == op->destination) {
+    return fmt::format("{} is already on {}", args.chunk_id, op->destination);
+  }
+  return fmt::format("Moved {} from {} to {} ({} in {:.3f} s, priority {})", args.chunk_id,
+                     op->source, op->destination, format_size(op->bytes_total), op->seconds,
+                     args.priority);
+}
+
+// "node2:gpu" → ("node2", "gpu"); "node2" → ("node2", "dram");
+// "host:9015:disk" → ("host:9015", "disk"); "node2:device:1" → ("node2", "device:1").
+std::pair<std::string, std::string> split_node_device(const std::string& text) {
+  const auto colon = text.find(':');
+  if (colon == std::string::npos) return {text, "dram"};
+  std::string node = text.substr(0, colon);
+  std::string rest = text.substr(colon + 1);
+  const auto next = rest.find(':');
+  const std::string first = rest.substr(0, next);
+  if (!first.empty() && std::all_of(first.begin(), first.end(), ::isdigit)) {
+    node += ":" + first;
+    rest = next == std::string::npos ? "" : rest.substr(next + 1);
+  }
+  return {node, rest.empty() ? "dram" : rest};
+}
+
+Result<std::string> run_transfer(Client& client, const Args& args) {
+  auto [node, device] = split_node_device(args.target);
+  auto task = client.transfer_chunk(args.chunk_id, node, device, args.delete_source);
+  if (!task) return tl::unexpected(task.error());
+  auto op = wait_for_operation(client, *task, kShowProgressFrom);
+  if (!op) return tl::unexpected(op.error());
+  std::string line = fmt::format("Transferred {} from {} to {}:{} ({} in {:.3f} s)", args.chunk_id,
+                                 op->source, node, op->destination, format_size(op->bytes_total),
+                                 op->seconds);
+  if (args.delete_source) {
+    auto left = client.chunk(args.chunk_id);
+    line += left ? "; the source chunk was kept (it changed meanwhile)"
+                 : "; the source chunk was deleted";
+  }
+  return line;
+}
+
+Result<std::string> run_delete(Client& client, const Args& args) {
+  if (auto ok = client.delete_chunk(args.chunk_id, args.force); !ok) {
+    return tl::unexpected(ok.error());
+  }
+  return fmt::format("Deleted {}", args.chunk_id);
 }
 
 // ---- arguments ----------------------------------------------------------------------
@@ -387,6 +596,60 @@ const CommandSpec kCommands[] = {
            ->required();
      },
      run_send_gpu},
+    {"list", "List data pool chunks (filter by device and type)",
+     [](CLI::App& cmd, Args& args) {
+       cmd.add_option("-d,--device", args.device, "Filter by device: dram, pinned_dram, disk, gpu, device:N");
+       cmd.add_option("-t,--type", args.type, "Filter by data type: input, output, intermediate");
+     },
+     run_list},
+    {"create", "Create a data pool chunk from a file, an http:// URL or key:NAME",
+     [](CLI::App& cmd, Args& args) {
+       cmd.add_option("-s,--source", args.source,
+                      "Data source: a file (read by the server under its --source-root, else "
+                      "uploaded), an http:// URL, or key:NAME")
+           ->required();
+       args.device = "dram";
+       cmd.add_option("-d,--device", args.device,
+                      "Target device: dram, pinned_dram, disk, gpu (most free memory), device:N")
+           ->capture_default_str();
+       args.type = "input";
+       cmd.add_option("-t,--type", args.type, "Data type: input, output, intermediate")
+           ->capture_default_str();
+       cmd.add_option("-f,--format", args.format, "Data format")->capture_default_str();
+     },
+     run_create},
+    {"info", "Show a data pool chunk: size, checksum, locations, references",
+     [](CLI::App& cmd, Args& args) {
+       cmd.add_option("CHUNK_ID", args.chunk_id, "Data chunk ID")->required();
+     },
+     run_info},
+    {"move", "Move a data pool chunk between devices",
+     [](CLI::App& cmd, Args& args) {
+       cmd.add_option("CHUNK_ID", args.chunk_id, "Data chunk ID")->required();
+       cmd.add_option("-t,--to", args.destination,
+                      "Target device: dram, pinned_dram, disk, gpu, device:N")
+           ->required();
+       cmd.add_option("-p,--priority", args.priority, "Priority: high, normal, low")
+           ->capture_default_str()
+           ->check(CLI::IsMember({"high", "normal", "low"}));
+     },
+     run_chunk_move},
+    {"transfer", "Transfer a data pool chunk to another node",
+     [](CLI::App& cmd, Args& args) {
+       cmd.add_option("CHUNK_ID", args.chunk_id, "Data chunk ID")->required();
+       cmd.add_option("-t,--to", args.target,
+                      "Target node:device (e.g. node2:gpu, node2:disk, host:9015:dram)")
+           ->required();
+       cmd.add_flag("--delete-source", args.delete_source,
+                    "Delete the chunk here once the target has acknowledged it");
+     },
+     run_transfer},
+    {"delete", "Delete a data pool chunk",
+     [](CLI::App& cmd, Args& args) {
+       cmd.add_option("CHUNK_ID", args.chunk_id, "Data chunk ID")->required();
+       cmd.add_flag("-f,--force", args.force, "Delete even if referenced");
+     },
+     run_delete},
     {"nodes", "List the nodes this server knows: name, address, liveness, where from",
      [](CLI::App&, Args&) {}, run_nodes},
 };

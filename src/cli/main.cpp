@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return "error: " + std::string(e.what()) + " (run with --help for usage)\n";
   });
-  CLI::App* data = app.add_subcommand("data", "KV storage: run the server, write, read and move values");
+  CLI::App* data = app.add_subcommand("data", "Data server: KV storage and the data pool (run the server, write, read, move, create chunks)");
   data->require_subcommand(1);
   gswarm::cli::add_start_command(*data);
   gswarm::cli::add_data_commands(*data);

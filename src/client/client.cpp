@@ -65,6 +65,10 @@ std::string quote(std::string_view text) {
   return json(std::string(text)).dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string to_text(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 std::string shorten(std::string_view text) {
   if (text.size() <= kMaxBodyInMessage) return std::string(text);
   return std::string(text.substr(0, kMaxBodyInMessage)) + "...";
@@ -519,6 +523,148 @@ Result<std::uint64_t> Client::set_max_memory(std::string_view size) {
   auto answer = impl_->call(http::verb::post, "/set_max_memory/" + url_encode(size));
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) { return j.at("max_memory").get<std::uint64_t>(); });
+}
+
+// ---- data pool --------------------------------------------------------------------
+
+namespace {
+
+Chunk chunk_from_json(const json& j) {
+  Chunk c;
+  c.id = j.at("chunk_id").get<std::string>();
+  c.type = j.at("chunk_type").get<std::string>();
+  c.format = j.value("format", std::string());
+  c.source = j.value("source", std::string());
+  c.size = j.at("size").get<std::uint64_t>();
+  c.checksum = j.value("checksum", std::string());
+  const json& meta = j.at("metadata");
+  c.created_by = meta.value("created_by", std::string());
+  c.created_at = meta.value("created_at", 0.0);
+  c.last_accessed = meta.value("last_accessed", 0.0);
+  c.access_count = meta.value("access_count", std::uint64_t{0});
+  c.references = j.value("references", std::vector<std::string>());
+  for (const auto& l : j.at("locations")) {
+    c.locations.push_back({l.at("device").get<std::string>(), l.at("status").get<std::string>(),
+                           l.value("progress", 1.0)});
+  }
+  return c;
+}
+
+CreatedChunk created_from_json(const json& j) {
+  CreatedChunk c;
+  c.id = j.at("chunk_id").get<std::string>();
+  c.size = j.value("size", std::uint64_t{0});
+  c.checksum = j.value("checksum", std::string());
+  c.device = j.value("device", std::string());
+  c.task_id = j.value("task_id", std::uint64_t{0});
+  return c;
+}
+
+std::string chunk_path(std::string_view id) { return "/api/v1/data/" + url_encode(id); }
+
+}  // namespace
+
+Result<std::vector<Chunk>> Client::list_chunks(std::string_view device, std::string_view type) {
+  std::string target = "/api/v1/data";
+  std::string sep = "?";
+  if (!device.empty()) {
+    target += sep + "device=" + url_encode(device);
+    sep = "&";
+  }
+  if (!type.empty()) target += sep + "type=" + url_encode(type);
+  auto answer = impl_->call(http::verb::get, target);
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    std::vector<Chunk> chunks;
+    for (const auto& c : j.at("chunks")) chunks.push_back(chunk_from_json(c));
+    return chunks;
+  });
+}
+
+Result<CreatedChunk> Client::create_chunk(std::string_view source, const ChunkOptions& options) {
+  json body = {{"source", source},
+               {"device", options.device},
+               {"type", options.type},
+               {"format", options.format}};
+  auto answer = impl_->call(http::verb::post, "/api/v1/data", to_text(body),
+                            impl_->options().move_timeout);
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, created_from_json);
+}
+
+Result<CreatedChunk> Client::start_create_chunk(std::string_view source,
+                                                const ChunkOptions& options) {
+  json body = {{"source", source},
+               {"device", options.device},
+               {"type", options.type},
+               {"format", options.format},
+               {"wait", false}};
+  auto answer = impl_->call(http::verb::post, "/api/v1/data",
+                            to_text(body));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, created_from_json);
+}
+
+Result<CreatedChunk> Client::upload_chunk(std::span<const std::byte> data,
+                                          const ChunkOptions& options, std::string_view source) {
+  std::string target = fmt::format("/api/v1/data?device={}&type={}&format={}",
+                                   url_encode(options.device), url_encode(options.type),
+                                   url_encode(options.format));
+  if (!source.empty()) target += "&source=" + url_encode(source);
+  http::request<http::span_body<const char>> req{http::verb::post, target, 11};
+  req.set(http::field::content_type, "application/octet-stream");
+  req.set(http::field::accept, "application/json");
+  req.body() = beast::span<const char>(reinterpret_cast<const char*>(data.data()), data.size());
+  auto sent = impl_->send(req, impl_->options().move_timeout);
+  if (!sent) return tl::unexpected(sent.error());
+  auto answer = impl_->parse_last_body();
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, created_from_json);
+}
+
+Result<Chunk> Client::chunk(std::string_view id) {
+  auto answer = impl_->call(http::verb::get, chunk_path(id));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, chunk_from_json);
+}
+
+Result<std::uint64_t> Client::move_chunk(std::string_view id, std::string_view device,
+                                         std::string_view priority) {
+  json body = {{"target_device", device}, {"priority", priority}};
+  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/move",
+                            to_text(body));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) { return j.at("task_id").get<std::uint64_t>(); });
+}
+
+Result<std::uint64_t> Client::transfer_chunk(std::string_view id, std::string_view node,
+                                             std::string_view device, bool delete_source) {
+  json body = {{"target_node", node}, {"target_device", device}, {"delete_source", delete_source}};
+  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/transfer",
+                            to_text(body));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) { return j.at("task_id").get<std::uint64_t>(); });
+}
+
+Result<void> Client::delete_chunk(std::string_view id, bool force) {
+  auto answer = impl_->call(http::verb::delete_, chunk_path(id) + (force ? "?force=true" : ""));
+  if (!answer) return tl::unexpected(answer.error());
+  return {};
+}
+
+Result<Chunk> Client::add_chunk_reference(std::string_view id, std::string_view holder) {
+  json body = {{"holder", holder}};
+  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/references",
+                            to_text(body));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, chunk_from_json);
+}
+
+Result<Chunk> Client::drop_chunk_reference(std::string_view id, std::string_view holder) {
+  auto answer =
+      impl_->call(http::verb::delete_, chunk_path(id) + "/references/" + url_encode(holder));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, chunk_from_json);
 }
 
 Result<std::string> Client::health() {

@@ -7,16 +7,25 @@
 #include "core/url.hpp"
 
 namespace gswarm::cluster {
+Result<ChunkTransfer> prepare_chunk_transfer(pool::Pool& pool, const Store& store,
+                                             std::string_view id) {
+  auto chunk = pool.get(id, true);
+  if (!chunk) return tl::unexpected(chunk.error());
+  auto replica = store.open_replica(id, std::nullopt);
+  if (!replica) return tl::unexpected(replica.error());
+  ChunkTransfer transfer;
+  transfer.chunk = std::move(*chunk);
+  transfer.replica = std::move(*replica);
+  return transfer;
+}
+
 Result<ChunkTransferOutcome> transfer_chunk(pool::Pool& pool, Sender& sender,
                                             const ChunkTransfer& transfer) {
-  auto chunk = pool.get(transfer.id, true);
-  if (!chunk) return tl::unexpected(chunk.error());
-  if (transfer.delete_source) {
-    if (auto ok = pool.check_removable(transfer.id, false); !ok) return tl::unexpected(ok.error());
-  }
+  const std::string& id = transfer.chunk.id;
   SendRequest request;
-  request.key = transfer.id;
+  request.key = id;
   request.target = transfer.target;
+  request.replica = transfer.replica;
   request.operation = transfer.operation;
   auto sent = sender.send(request);
   if (!sent) return tl::unexpected(sent.error());
@@ -24,24 +33,25 @@ Result<ChunkTransferOutcome> transfer_chunk(pool::Pool& pool, Sender& sender,
   ChunkTransferOutcome outcome;
   outcome.sent = *sent;
   auto conn = PeerConnection::open(sent->address, sender.options().timeout);
-  Result<PeerAnswer> answer = conn ? conn->call("PUT", "/api/v1/data/" + url_encode(transfer.id),
-                                                pool::metadata_json(*chunk), sender.auth_header())
+  Result<PeerAnswer> answer = conn ? conn->call("PUT", "/api/v1/data/" + url_encode(id),
+                                                pool::metadata_json(transfer.chunk),
+                                                sender.auth_header())
                                    : Result<PeerAnswer>(tl::unexpected(conn.error()));
   if (!answer || answer->status != 200) {
     Error why = answer ? peer_error(sent->address, *answer) : answer.error();
     // The bytes without their metadata would be a stray key there.
     if (conn) {
-      auto released = conn->call("DELETE", "/release/" + url_encode(transfer.id), "",
+      auto released = conn->call("DELETE", "/release/" + url_encode(id), "",
                                  sender.auth_header());
-      if (!released) spdlog::info("transfer {}: {}", transfer.id, released.error().message);
+      if (!released) spdlog::info("transfer {}: {}", id, released.error().message);
     }
     why.message = fmt::format("the bytes arrived but the chunk's metadata did not: {}", why.message);
     return tl::unexpected(why);
   }
   if (transfer.delete_source) {
-    auto removed = pool.remove(transfer.id, false);
+    auto removed = pool.remove(id, false);
     outcome.source_deleted = removed.has_value();
-    if (!removed) spdlog::info("transfer {}: source kept: {}", transfer.id, removed.error().message);
+    if (!removed) spdlog::info("transfer {}: source kept: {}", id, removed.error().message);
   }
   return outcome;
 }

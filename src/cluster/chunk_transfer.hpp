@@ -15,8 +15,12 @@
 
 namespace gswarm::cluster {
 
+// A transfer sends the chunk as it was when it was asked for: its metadata and
+// its bytes (held open) are taken then, so a delete that follows the request
+// does not stop it.
 struct ChunkTransfer {
-  std::string id;
+  pool::Chunk chunk;
+  ReplicaView replica;
   Target target;
   bool delete_source = false;
   std::uint64_t operation = 0;  // made by the caller, who finishes it
@@ -27,6 +31,9 @@ struct ChunkTransferOutcome {
   bool source_deleted = false;
 };
 
+// Takes the chunk's metadata and opens its bytes (kNotFound for no such chunk).
+[[nodiscard]] Result<ChunkTransfer> prepare_chunk_transfer(pool::Pool& pool, const Store& store,
+                                                           std::string_view id);
 // Blocking (run it on a mover).
 [[nodiscard]] Result<ChunkTransferOutcome> transfer_chunk(pool::Pool& pool, Sender& sender,
                                                           const ChunkTransfer& transfer);

@@ -121,7 +121,8 @@ Result<std::string> json_field(const Address& address, const PeerAnswer& answer,
 
 Result<SendOutcome> Sender::send(const SendRequest& request) {
   const auto started = std::chrono::steady_clock::now();
-  auto replica = store_.open_replica(request.key, request.source);
+  auto replica = request.replica ? Result<ReplicaView>(*request.replica)
+                                 : store_.open_replica(request.key, request.source);
   if (!replica) return tl::unexpected(replica.error());
 
   SendOutcome outcome;

@@ -38,6 +38,9 @@ struct SendRequest {
   // An operation the caller made and finishes (a chunk transfer); 0: the send
   // records its own, of kind "send".
   std::uint64_t operation = 0;
+  // A replica opened beforehand (a chunk transfer sends the chunk as it was
+  // when asked); nullopt: opened when the send starts.
+  std::optional<ReplicaView> replica;
 };
 
 struct SendOutcome {

@@ -119,6 +119,9 @@ Result<Chunk> parse_metadata_json(std::string_view text) {
     c.type = *type;
     c.format = j.value("format", std::string("tensor"));
     c.source = j.value("source", std::string());
+    if (!j.at("size").is_number_unsigned()) {
+      return make_error(ErrorCode::kBadRequest, "a chunk's size is a non-negative integer");
+    }
     c.size = j.at("size").get<std::uint64_t>();
     c.checksum = j.value("checksum", std::string());
     c.created_by = j.value("created_by", std::string());
@@ -405,6 +408,11 @@ Result<Chunk> Pool::adopt(Chunk metadata) {
 }
 
 Result<void> Pool::sync_metadata(const std::string& id) {
+  {  // most chunks are in memory and were never on disk: nothing to do
+    std::lock_guard lock(mutex_);
+    auto it = records_.find(id);
+    if (it == records_.end() || (!it->second.keep_on_disk && !it->second.persisted)) return {};
+  }
   std::lock_guard files(files_mutex_);
   std::optional<std::string> record;  // to write; nullopt: remove
   {

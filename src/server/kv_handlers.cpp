@@ -478,6 +478,7 @@ json operation_json(const OperationInfo& op) {
                                              : static_cast<double>(op.bytes_done) /
                                                    static_cast<double>(op.bytes_total)},
             {"created", op.created},
+            {"started", op.started > 0 ? json(op.started) : json(nullptr)},
             {"seconds", op.seconds},
             {"error", nullptr}};
   if (op.error)

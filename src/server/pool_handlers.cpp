@@ -329,8 +329,7 @@ Reply handle_chunk_post(Request& req, Context& ctx) {
   if (!device_name) return error_response(device_name.error());
   auto delete_source = body.boolean("delete_source");
   if (!delete_source) return error_response(delete_source.error());
-  auto chunk = ctx.pool->get(path.id, false);
-  if (!chunk) return error_response(chunk.error());
+  if (!ctx.pool->owns(path.id)) return error_response(ctx.pool->get(path.id, false).error());
   // The device is the target's to resolve; its name must be one it can parse.
   const std::string device_text = *device_name == "gpu" ? "device:0" : *device_name;
   auto target = cluster::parse_target(*node + ":" + device_text);
@@ -354,13 +353,16 @@ Reply handle_chunk_post(Request& req, Context& ctx) {
   if (delete_source->value_or(false)) {
     if (auto ok = ctx.pool->check_removable(path.id, false); !ok) return error_response(ok.error());
   }
+  auto transfer = cluster::prepare_chunk_transfer(*ctx.pool, ctx.store, path.id);
+  if (!transfer) return error_response(transfer.error());
   Operations& operations = ctx.store.operations();
   const std::uint64_t operation = operations.add("transfer", path.id, target->location,
-                                                 chunk->size, &ctx.store.stopping());
-  cluster::ChunkTransfer transfer{path.id, std::move(*target), delete_source->value_or(false),
-                                  operation};
+                                                 transfer->chunk.size, &ctx.store.stopping());
+  transfer->target = std::move(*target);
+  transfer->delete_source = delete_source->value_or(false);
+  transfer->operation = operation;
   bool queued = submit_detached(
-      ctx, [&ctx, transfer = std::move(transfer)] {
+      ctx, [&ctx, transfer = std::move(*transfer)] {
         Operations& ops = ctx.store.operations();
         const auto started = std::chrono::steady_clock::now();
         auto done = cluster::transfer_chunk(*ctx.pool, *ctx.sender, transfer);

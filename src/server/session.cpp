@@ -396,6 +396,13 @@ asio::awaitable<std::optional<Outcome>> receive_range(
   co_return std::nullopt;
 }
 
+// Whether an upload (POST /api/v1/data) goes to DRAM, where a small one is
+// prepared without leaving the network thread.
+bool uploads_to_dram(const Request& req) {
+  auto device = req.query.find("device");
+  return device == req.query.end() || device->second == "dram" || device->second == "cpu";
+}
+
 // RFC 9112: a Transfer-Encoding the server does not implement is a 400; a body
 // read by Content-Length despite it would let the next request hide inside.
 std::optional<Error> check_transfer_encoding(const http::request_parser<http::empty_body>& parser) {
@@ -484,11 +491,16 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     }
     std::shared_ptr<PendingWrite> pending;
     if (upload) {
-      auto executor = co_await asio::this_coro::executor;
-      auto task = start<Result<PendingWrite>>(
-          env.ctx.store.io(), executor,
-          [&req, length, &env] { return prepare_chunk_upload(req, length, env.ctx); });
-      auto prepared = co_await finish(task);
+      Result<PendingWrite> prepared;
+      if (length < kInlinePrepare && uploads_to_dram(req)) {
+        prepared = prepare_chunk_upload(req, length, env.ctx);
+      } else {
+        auto executor = co_await asio::this_coro::executor;
+        auto task = start<Result<PendingWrite>>(
+            env.ctx.store.io(), executor,
+            [&req, length, &env] { return prepare_chunk_upload(req, length, env.ctx); });
+        prepared = co_await finish(task);
+      }
       if (!prepared) co_return failed(prepared.error(), out.body_consumed);
       pending = std::make_shared<PendingWrite>(std::move(*prepared));
     } else if (raw_target && !raw_target->json()) {
@@ -513,13 +525,14 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     std::optional<Outcome> problem;
     if (!pending) {
       problem = co_await read_json_body(conn, buffer, req.body, length, body_charge, env);
-    } else if (pending->direct() && !pending->tracks_checksum()) {
+    } else if (pending->direct() && (!pending->tracks_checksum() || length < kInlinePrepare)) {
       if (auto ec =
               co_await read_into(conn, buffer, pending->buffer(), env.options.request_timeout);
           ec) {
         problem = body_failed(conn, ec);
       }
-    } else {
+      pending->checksum_buffer();
+    } else {  // checksummed piece by piece as the pieces arrive
       const Sink store = [&pending](std::uint64_t, std::span<const std::byte> piece) {
         return pending->append(piece);
       };

@@ -51,6 +51,10 @@ void Operations::start(std::uint64_t id, Location source) {
   auto& info = records_.at(id).info;
   info.state = OperationState::kRunning;
   info.source = source;
+  if (info.started == 0) {
+    info.started =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  }
 }
 
 void Operations::finish(std::uint64_t id, std::optional<Error> error, double seconds) {

@@ -53,6 +53,7 @@ struct OperationInfo {
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   double created = 0;   // unix seconds
+  double started = 0;   // unix seconds; 0 until it runs
   double seconds = 0;   // run time once finished
   std::optional<Error> error;
 };

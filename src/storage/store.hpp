@@ -188,6 +188,11 @@ class PendingWrite {
   // Fills through buffer() are not seen: a writer that wants one appends.
   void track_checksum() { checksum_ = std::make_unique<Checksum>(); }
   bool tracks_checksum() const { return checksum_ != nullptr; }
+  // For a small direct() value received whole through buffer(): checksums it
+  // now, while its bytes are still in the cache.
+  void checksum_buffer() {
+    if (checksum_ && direct()) checksum_->update(buffer());
+  }
   const Checksum* checksum() const { return checksum_.get(); }
 
  private:
