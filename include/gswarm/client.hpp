@@ -11,6 +11,7 @@
 // kBadRequest for arguments rejected before anything is sent.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -241,10 +242,12 @@ class Client {
   [[nodiscard]] Result<CreatedChunk> start_create_chunk(std::string_view source,
                                                         const ChunkOptions& options = {});
   // POST /api/v1/data with the bytes as the body, sent without copying them.
-  // `source` is recorded as the chunk's source.
+  // `source` is recorded as the chunk's source; `sent`, when given, counts the
+  // bytes handed to the connection so far (another thread may read it).
   [[nodiscard]] Result<CreatedChunk> upload_chunk(std::span<const std::byte> data,
                                                   const ChunkOptions& options = {},
-                                                  std::string_view source = "");
+                                                  std::string_view source = "",
+                                                  std::atomic<std::uint64_t>* sent = nullptr);
   // GET /api/v1/data/{id}.
   [[nodiscard]] Result<Chunk> chunk(std::string_view id);
   // POST /api/v1/data/{id}/move: queues the move with `priority` ("high",

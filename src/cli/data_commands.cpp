@@ -418,7 +418,26 @@ Result<CreatedChunk> upload_file(Client& client, const std::string& path, const 
                       fmt::format("cannot map '{}': {}", path, std::strerror(errno)));
   }
   if (mapped != nullptr) ::madvise(mapped, size, MADV_SEQUENTIAL);
-  auto created = client.upload_chunk({static_cast<const std::byte*>(mapped), size}, options, path);
+  const std::span<const std::byte> bytes{static_cast<const std::byte*>(mapped), size};
+  Result<CreatedChunk> created;
+  if (::isatty(STDERR_FILENO) != 0 && size >= kShowProgressFrom) {
+    // The upload on a thread of its own; this one draws how far it got.
+    std::atomic<std::uint64_t> sent{0};
+    std::atomic<bool> done{false};
+    std::thread worker([&] {
+      created = client.upload_chunk(bytes, options, path, &sent);
+      done = true;
+    });
+    while (!done) {
+      fmt::print(stderr, "\r{} uploading", progress_bar(sent.load(), size));
+      std::fflush(stderr);
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    worker.join();
+    fmt::print(stderr, "\r\033[K");
+  } else {
+    created = client.upload_chunk(bytes, options, path);
+  }
   if (mapped != nullptr) ::munmap(mapped, size);
   return created;
 }

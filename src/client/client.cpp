@@ -1,5 +1,6 @@
 #include <gswarm/client.hpp>
 
+#include <atomic>
 #include <optional>
 #include <utility>
 
@@ -130,6 +131,38 @@ std::vector<ReplicaInfo> replicas_from_json(const json& list) {
   for (const auto& item : list) out.push_back(replica_from_json(item));
   return out;
 }
+
+// A request body sent from memory in pieces, counting the bytes handed to the
+// socket so far (for a progress bar while a large upload travels).
+struct CountedSpanBody {
+  static constexpr std::size_t kPiece = 1 << 20;
+  struct value_type {
+    std::span<const std::byte> data;
+    std::atomic<std::uint64_t>* sent = nullptr;  // may be null
+  };
+  static std::uint64_t size(const value_type& body) { return body.data.size(); }
+
+  class writer {
+   public:
+    using const_buffers_type = asio::const_buffer;
+    template <bool isRequest, class Fields>
+    writer(const http::header<isRequest, Fields>&, const value_type& body) : body_(body) {}
+    void init(beast::error_code& ec) { ec = {}; }
+    boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
+      ec = {};
+      if (body_.sent != nullptr) body_.sent->store(at_, std::memory_order_relaxed);
+      if (at_ >= body_.data.size()) return boost::none;
+      const std::size_t n = std::min(kPiece, body_.data.size() - at_);
+      const_buffers_type piece(body_.data.data() + at_, n);
+      at_ += n;
+      return std::make_pair(piece, at_ < body_.data.size());
+    }
+
+   private:
+    const value_type& body_;
+    std::size_t at_ = 0;
+  };
+};
 
 // An HTTP answer; the body itself is kept in Client::Impl::last_body_.
 struct Answer {
@@ -606,17 +639,18 @@ Result<CreatedChunk> Client::start_create_chunk(std::string_view source,
 }
 
 Result<CreatedChunk> Client::upload_chunk(std::span<const std::byte> data,
-                                          const ChunkOptions& options, std::string_view source) {
+                                          const ChunkOptions& options, std::string_view source,
+                                          std::atomic<std::uint64_t>* sent) {
   std::string target = fmt::format("/api/v1/data?device={}&type={}&format={}",
                                    url_encode(options.device), url_encode(options.type),
                                    url_encode(options.format));
   if (!source.empty()) target += "&source=" + url_encode(source);
-  http::request<http::span_body<const char>> req{http::verb::post, target, 11};
+  http::request<CountedSpanBody> req{http::verb::post, target, 11};
   req.set(http::field::content_type, "application/octet-stream");
   req.set(http::field::accept, "application/json");
-  req.body() = beast::span<const char>(reinterpret_cast<const char*>(data.data()), data.size());
-  auto sent = impl_->send(req, impl_->options().move_timeout);
-  if (!sent) return tl::unexpected(sent.error());
+  req.body() = {data, sent};
+  auto answered = impl_->send(req, impl_->options().move_timeout);
+  if (!answered) return tl::unexpected(answered.error());
   auto answer = impl_->parse_last_body();
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, created_from_json);

@@ -183,23 +183,15 @@ Result<PeerAnswer> PeerConnection::receive() {
                       fmt::format("{} answered something unreadable: {}", address_.text(),
                                   ec.message()));
   }
-  char chunk[kReceiveChunk];
+  std::byte chunk[kReceiveChunk];
   while (!parser.is_done()) {
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n > 0) {
-      pending_.append(chunk, static_cast<std::size_t>(n));
-      if (!feed()) {
-        return make_error(ErrorCode::kPeerFailed,
-                          fmt::format("{} answered something unreadable: {}", address_.text(),
-                                      ec.message()));
-      }
-    } else if (n == 0) {
+    auto n = receive_some(chunk, "before answering");
+    if (!n) return tl::unexpected(n.error());
+    pending_.append(reinterpret_cast<const char*>(chunk), *n);
+    if (!feed()) {
       return make_error(ErrorCode::kPeerFailed,
-                        fmt::format("{} closed the connection before answering", address_.text()));
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (auto ready = wait(POLLIN); !ready) return tl::unexpected(ready.error());
-    } else if (errno != EINTR) {
-      return tl::unexpected(failure("lost the connection to", errno));
+                        fmt::format("{} answered something unreadable: {}", address_.text(),
+                                    ec.message()));
     }
   }
   auto message = parser.release();
@@ -210,7 +202,7 @@ Result<AnswerHead> PeerConnection::receive_head() {
   http::response_parser<http::empty_body> parser;  // not eager: put() stops after the head
   parser.body_limit(boost::none);
   boost::beast::error_code ec;
-  char chunk[kReceiveChunk];
+  std::byte chunk[kReceiveChunk];
   while (!parser.is_header_done()) {
     if (!pending_.empty()) {
       std::size_t used = parser.put(boost::asio::buffer(pending_), ec);
@@ -229,17 +221,9 @@ Result<AnswerHead> PeerConnection::receive_head() {
       return make_error(ErrorCode::kPeerFailed,
                         fmt::format("{} answered with headers over 1 MiB", address_.text()));
     }
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
-    if (n > 0) {
-      pending_.append(chunk, static_cast<std::size_t>(n));
-    } else if (n == 0) {
-      return make_error(ErrorCode::kPeerFailed,
-                        fmt::format("{} closed the connection before answering", address_.text()));
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (auto ready = wait(POLLIN); !ready) return tl::unexpected(ready.error());
-    } else if (errno != EINTR) {
-      return tl::unexpected(failure("lost the connection to", errno));
-    }
+    auto n = receive_some(chunk, "before answering");
+    if (!n) return tl::unexpected(n.error());
+    pending_.append(reinterpret_cast<const char*>(chunk), *n);
   }
   AnswerHead head;
   head.status = parser.get().result_int();
@@ -253,20 +237,27 @@ Result<void> PeerConnection::read_body(std::span<std::byte> out) {
   std::memcpy(out.data(), pending_.data(), buffered);
   pending_.erase(0, buffered);
   for (std::size_t got = buffered; got < out.size();) {
-    ssize_t n = ::recv(fd_, out.data() + got, out.size() - got, 0);
-    if (n > 0) {
-      got += static_cast<std::size_t>(n);
-    } else if (n == 0) {
+    auto n = receive_some(out.subspan(got), "before the whole body arrived");
+    if (!n) return tl::unexpected(n.error());
+    got += *n;
+  }
+  return {};
+}
+
+Result<std::size_t> PeerConnection::receive_some(std::span<std::byte> into, std::string_view when) {
+  while (true) {
+    ssize_t n = ::recv(fd_, into.data(), into.size(), 0);
+    if (n > 0) return static_cast<std::size_t>(n);
+    if (n == 0) {
       return make_error(ErrorCode::kPeerFailed,
-                        fmt::format("{} closed the connection before the whole body arrived",
-                                    address_.text()));
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (auto ready = wait(POLLIN); !ready) return ready;
+                        fmt::format("{} closed the connection {}", address_.text(), when));
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      if (auto ready = wait(POLLIN); !ready) return tl::unexpected(ready.error());
     } else if (errno != EINTR) {
       return tl::unexpected(failure("lost the connection to", errno));
     }
   }
-  return {};
 }
 
 Result<PeerAnswer> PeerConnection::call(std::string_view method, std::string_view target,

@@ -75,6 +75,9 @@ class PeerConnection {
   // Waits until the socket is ready for `events`; kPeerTimeout after timeout_.
   [[nodiscard]] Result<void> wait(short events);
   [[nodiscard]] Error failure(std::string_view what, int err) const;
+  // Receives at least one byte into `into`, waiting as wait() does; an error
+  // naming `when` if the peer closes the connection.
+  [[nodiscard]] Result<std::size_t> receive_some(std::span<std::byte> into, std::string_view when);
 
   int fd_ = -1;
   Address address_;

@@ -403,7 +403,11 @@ Result<Chunk> Pool::adopt(Chunk metadata) {
     records_.emplace(std::move(id), std::move(record));
   }
   const std::string id = where->key;
-  if (auto ok = sync_metadata(id); !ok) return tl::unexpected(ok.error());
+  if (auto ok = sync_metadata(id); !ok) {
+    std::lock_guard lock(mutex_);
+    records_.erase(id);
+    return tl::unexpected(ok.error());
+  }
   return get(id, false);
 }
 

@@ -107,8 +107,12 @@ Reply handle_send(Request& req, Context& ctx) {
   }
   if (ctx.sender == nullptr) return not_served();
 
-  cluster::SendRequest request{std::move(*key), std::move(*target), source, remove,
-                               static_cast<int>(streams->value_or(0))};
+  cluster::SendRequest request;
+  request.key = std::move(*key);
+  request.target = std::move(*target);
+  request.source = source;
+  request.delete_source = remove;
+  request.streams = static_cast<int>(streams->value_or(0));
   return Reply(std::function<Response()>([&ctx, request = std::move(request),
                                           text = std::move(*target_text)] {
                  auto sent = ctx.sender->send(request);

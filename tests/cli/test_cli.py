@@ -253,26 +253,33 @@ def write_raw(address, key, data, location):
     conn.close()
 
 
-def test_large_send_draws_progress_on_a_terminal_only(cluster_source, node2):
-    host = cluster_source.address
-    write_raw(host, "progress:big", os.urandom(1 << 20) * 384, "disk")
-    # On a terminal: a bar on stderr, redrawn in place, then the result on stdout.
+def drawn_on_terminal(*args):
+    """Runs `gswarm data ARGS...` with stderr on a pseudo-terminal: (what it drew, stdout)."""
     controller, terminal = pty.openpty()
-    proc = subprocess.Popen([BINARY, "data", "send", "progress:big", "node2:disk", "--streams", "1",
-                             "--host", host], stdout=subprocess.PIPE, stderr=terminal, text=True)
+    proc = subprocess.Popen([BINARY, "data", *args], stdout=subprocess.PIPE, stderr=terminal,
+                            text=True)
     os.close(terminal)
     drawn = b""
     while True:
         try:
-            chunk = os.read(controller, 4096)
+            piece = os.read(controller, 4096)
         except OSError:
             break
-        if not chunk:
+        if not piece:
             break
-        drawn += chunk
+        drawn += piece
     out = proc.stdout.read()
     assert proc.wait(timeout=COMMAND_TIMEOUT) == 0, drawn
     os.close(controller)
+    return drawn, out
+
+
+def test_large_send_draws_progress_on_a_terminal_only(cluster_source, node2):
+    host = cluster_source.address
+    write_raw(host, "progress:big", os.urandom(1 << 20) * 384, "disk")
+    # On a terminal: a bar on stderr, redrawn in place, then the result on stdout.
+    drawn, out = drawn_on_terminal("send", "progress:big", "node2:disk", "--streams", "1",
+                                   "--host", host)
     assert re.search(rb"\r\[#* *\] +\d+%  \S+ \S+ / 384\.0 MB", drawn), drawn
     assert re.match(r"Sent 'progress:big' from disk to node2:disk at \S+ via standard", out), out
     # Not on a terminal: no bar.

@@ -9,14 +9,13 @@ where there is none, and run again with a tier this machine has.
 
 import json
 import os
-import pty
 import re
 import subprocess
 
 import pytest
 import requests
 
-from test_cli import BINARY, COMMAND_TIMEOUT, Server, ok, one_error_line, run
+from test_cli import BINARY, COMMAND_TIMEOUT, Server, drawn_on_terminal, ok, one_error_line, run
 
 CHUNK_ID = re.compile(r"chunk_[0-9a-f]{16}")
 
@@ -173,28 +172,7 @@ def test_pool_errors_are_one_clear_line(pool_server):
     assert usage.returncode == 2 and "urgent" in usage.stderr
 
 
-def drawn_on_terminal(*args):
-    """Runs the command with stderr on a pseudo-terminal: (what it drew, stdout)."""
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen([BINARY, "data", *args], stdout=subprocess.PIPE, stderr=terminal,
-                            text=True)
-    os.close(terminal)
-    drawn = b""
-    while True:
-        try:
-            piece = os.read(controller, 4096)
-        except OSError:
-            break
-        if not piece:
-            break
-        drawn += piece
-    out = proc.stdout.read()
-    assert proc.wait(timeout=COMMAND_TIMEOUT) == 0, drawn
-    os.close(controller)
-    return drawn, out
-
-
-def test_large_creates_and_moves_draw_progress_on_a_terminal(pool_server, sources):
+def test_large_creates_and_moves_draw_progress_on_a_terminal(pool_server, sources, tmp_path):
     host = pool_server.address
     big = sources / "big.bin"
     big.write_bytes(os.urandom(1 << 20) * 256)
@@ -206,6 +184,13 @@ def test_large_creates_and_moves_draw_progress_on_a_terminal(pool_server, source
     drawn, out = drawn_on_terminal("move", chunk, "--to", "dram", "--host", host)
     assert re.search(rb"\r\[#* *\] +\d+%  \S+ \S+ / 256\.0 MB", drawn), drawn
     assert out.startswith(f"Moved {chunk} from disk to dram"), out
+    # An upload (a file the server may not read) draws how far it got.
+    outside = tmp_path / "upload.bin"
+    outside.write_bytes(os.urandom(1 << 20) * 96)
+    drawn, out = drawn_on_terminal("create", "-s", str(outside), "--host", host)
+    assert re.search(rb"\r\[#* *\] +\d+%  \S+ \S+ / 96\.0 MB uploading", drawn), drawn
+    assert "(uploaded)" in out, out
+    ok(run("delete", created_id(out), host=host))
     # Not on a terminal: nothing on stderr.
     result = run("move", chunk, "--to", "disk", host=host)
     assert result.returncode == 0 and result.stderr == "", result.stderr
