@@ -239,6 +239,64 @@ def main():
                     w(f"| {location} to {location} | {size_name(str(size))} | {streams} | {mbs(g)} "
                       f"| {mbs(gm)} | {mbs(ref)} ({ref_name}) | {fmt_ratio(ratio(g, ref))} |")
         w("")
+    # Data pool.
+    if any(name.startswith("pool.") or name.startswith("gswarm.pool_") for name in data):
+        w("## Data pool (`/api/v1/data`)")
+        w("")
+        w("A server of its own with `--source-root`. Creates from a file: `POST /api/v1/data` "
+          "with `\"source\": FILE` (random bytes, read once before, so gswarm and the reference "
+          "both read it from the page cache), timed until the answer (for `disk`: written, "
+          "fsynced and renamed); one untimed round each, rounds alternating with the reference's, "
+          "the chunk deleted between rounds. References: `cp FILE COPY` then fsync of the copy and "
+          "of its folder, next to the server's disk directory (`disk`); `cat FILE > /dev/null` "
+          "(`dram`). Small operations: 100 B uploads (`POST /api/v1/data?device=dram&format=bytes`, "
+          "octet-stream) and infos (`GET /api/v1/data/{id}`), against KV raw writes "
+          "(`POST /write_extended`) and `GET /location/K` on the same server, by one Python "
+          "client on one keep-alive connection (bounded by that client) and by wrk with "
+          "50 connections.")
+        w("")
+        w("| operation | gswarm | reference | gswarm / reference | gswarm median round "
+          "| reference median round |")
+        w("|---|---:|---:|---:|---:|---:|")
+        for device, ref_name in (("disk", "`cp` + fsync"), ("dram", "`cat > /dev/null`")):
+            name = f"pool.create_file.{device}"
+            if name not in data:
+                continue
+            g, r = num(data, name, "Bps"), num(data, name, "peer_Bps")
+            size = data[name].get("size", "0")
+            w(f"| create a {size_name(size)} chunk from a file, `{device}`, MB/s "
+              f"({data[name].get('rounds', '?')} rounds); reference {ref_name} | {mbs(g)} | {mbs(r)} "
+              f"| {fmt_ratio(ratio(g, r))} | {mbs(num(data, name, 'median_Bps'))} "
+              f"| {mbs(num(data, name, 'peer_median_Bps'))} |")
+        for name, what, ref_name in (
+                ("pool.small_create", "100 B chunk uploads", "KV `POST /write_extended`"),
+                ("pool.small_info", "chunk infos", "KV `GET /location/K`")):
+            if name not in data:
+                continue
+            g, r = num(data, name, "rps"), num(data, name, "peer_rps")
+            w(f"| {what}, ops/s, one Python client ({int(num(data, name, 'ops') or 0):,} ops); "
+              f"reference {ref_name} | {ops(g)} | {ops(r)} | {fmt_ratio(ratio(g, r))} | | |")
+        for name, ref, what, ref_name in (
+                ("gswarm.pool_upload.100", "gswarm.pool_kv_write.100", "100 B chunk uploads",
+                 "KV `POST /write_extended`"),
+                ("gswarm.pool_info", "gswarm.pool_kv_location", "chunk infos", "KV `GET /location/K`")):
+            if name not in data:
+                continue
+            g, r = num(data, name, "rps"), num(data, ref, "rps")
+            w(f"| {what}, ops/s, wrk, 50 connections; reference {ref_name} | {ops(g)} | {ops(r)} "
+              f"| {fmt_ratio(ratio(g, r))} | | |")
+        w("")
+        loads = [n for n in ("gswarm.pool_kv_write.100", "gswarm.pool_upload.100",
+                             "gswarm.pool_kv_location", "gswarm.pool_info") if n in data]
+        if loads:
+            w("| wrk load | p50 ms | p99 ms | max ms | non-2xx | socket errors (connect/read/write/timeout) |")
+            w("|---|---:|---:|---:|---:|---|")
+            for name in loads:
+                d = data[name]
+                w(f"| {name[len('gswarm.'):]} | {d.get('p50_ms')} | {d.get('p99_ms')} | {d.get('max_ms')} "
+                  f"| {d.get('non2xx')} | {d.get('err_connect')}/{d.get('err_read')}/"
+                  f"{d.get('err_write')}/{d.get('err_timeout')} |")
+            w("")
     if logs:
         w("## gswarm warnings during the run")
         w("")

@@ -13,7 +13,10 @@
 #   BENCH_KEYS        keyspace of the small-value loads (default 100000)
 #   WRK_THREADS       wrk threads (default 2)
 #   GSWARM_ARGS       extra flags for `gswarm data start` (e.g. "--threads 1")
-#   BENCH_PARTS       which parts to run, of: large disk send keys small (default: all)
+#   BENCH_PARTS       which parts to run, of: large disk send keys small pool (default: all)
+#   BENCH_POOL_SIZE, BENCH_POOL_ROUNDS, BENCH_POOL_SMALL, BENCH_POOL_DEVICES
+#                     the pool part's file size, timed rounds, small-op count and devices
+#                     (bench/pool.py; defaults 1073741824, 3, 10000, disk,dram)
 set -euo pipefail
 results=${1:-}
 [ -z "$results" ] || results=$(realpath -m "$results")  # relative to the caller's folder
@@ -29,7 +32,7 @@ large_sizes=(1048576 268435456)
 declare -A large_count=([1048576]=500 [268435456]=8)
 
 log() { printf '%s [bench] %s\n' "$(date +%T)" "$*" >&2; }
-parts=" ${BENCH_PARTS:-large disk send keys small} "
+parts=" ${BENCH_PARTS:-large disk send keys small pool} "
 part() { [[ $parts == *" $1 "* ]]; }
 
 # ---- tools and build -------------------------------------------------------
@@ -210,7 +213,9 @@ fi
 run_wrk() {  # run_wrk NAME SCRIPT ARGS...
   local name=$1 script=$2; shift 2
   log "wrk: $name (${duration}s, $conns connections, $wrk_threads threads)"
-  wrk -t"$wrk_threads" -c"$conns" -d"${duration}s" -s "bench/wrk/$script" "http://127.0.0.1:$gport" -- "$@" \
+  # wrk_port=PORT run_wrk ...: against another server than the main one.
+  wrk -t"$wrk_threads" -c"$conns" -d"${duration}s" -s "bench/wrk/$script" \
+    "http://127.0.0.1:${wrk_port:-$gport}" -- "$@" \
     >"$tmp/wrk-$name.log" 2>&1 || { cat "$tmp/wrk-$name.log" >&2; exit 1; }
   local line
   line=$(sed -n 's/^WRK_RESULT //p' "$tmp/wrk-$name.log")
@@ -258,6 +263,46 @@ EOF
   run_wrk "read_json.$size" read.lua "$nkeys" "j${size}_" json
   run_wrk "write_json.$size" write.lua "$size" "$nkeys" "j${size}_" json
 done
+
+# ---- data pool: chunks from a file, small uploads and infos ------------------------
+if part pool; then
+  mkdir -p "$tmp/pool-src"
+  pport_log=$tmp/gswarm-pool.out
+  # shellcheck disable=SC2086
+  "$gswarm_bin" data start --host 127.0.0.1 --port 0 --disk-path "$tmp/disk-pool" \
+    --source-root "$tmp/pool-src" --max-memory 8GB --log-level warn ${GSWARM_ARGS:-} \
+    >"$pport_log" 2>>"$tmp/gswarm.err" &
+  pool_pid=$!
+  pids+=($pool_pid)
+  wait_for 30 grep -q "listening on" "$pport_log" || { cat "$tmp/gswarm.err" >&2; exit 1; }
+  pport=$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$pport_log")
+  log "pool: chunks from a $((${BENCH_POOL_SIZE:-1073741824} >> 20)) MiB file (vs cp+fsync, cat)," \
+    "${BENCH_POOL_SMALL:-10000} small creates and infos (one Python client)"
+  # The cp reference writes its copy next to the server's disk directory.
+  python3 bench/pool.py "$pport" "$tmp/pool-src" "$tmp" >>"$raw"
+  # The same small operations under 50 connections, each reference right before the
+  # load it is compared with. Keys and chunks stay until the server stops below.
+  "$bench_bin" prefill --port "$pport" --size 100 --keys "$nkeys" --prefix pool_ --connections 8 >&2
+  wrk_port=$pport run_wrk pool_kv_write.100 write.lua 100 "$nkeys" pool_ raw
+  wrk_port=$pport run_wrk pool_upload.100 pool_upload.lua 100 dram
+  # Infos of as many of those chunks as there are keys (at most 100,000: one listing),
+  # against /location of as many keys.
+  python3 - "$pport" "$nkeys" "$tmp/pool-info.txt" "$tmp/pool-location.txt" <<'EOF'
+import json, sys, urllib.request
+port, nkeys = sys.argv[1], int(sys.argv[2])
+url = "http://127.0.0.1:%s/api/v1/data?device=dram&limit=%d" % (port, min(nkeys, 100000))
+ids = [c["chunk_id"] for c in json.load(urllib.request.urlopen(url, timeout=600))["chunks"]]
+if not ids:
+    sys.exit("pool: no chunks to ask about")
+with open(sys.argv[3], "w") as f:
+    f.writelines("/api/v1/data/%s\n" % i for i in ids)
+with open(sys.argv[4], "w") as f:
+    f.writelines("/location/pool_%d\n" % i for i in range(len(ids)))
+EOF
+  wrk_port=$pport run_wrk pool_kv_location get_paths.lua "$tmp/pool-location.txt"
+  wrk_port=$pport run_wrk pool_info get_paths.lua "$tmp/pool-info.txt"
+  kill "$pool_pid"
+fi
 
 # ---- report --------------------------------------------------------------------
 {
