@@ -464,49 +464,49 @@ Result<Chunk> Pool::get(std::string_view id, bool access) {
   return describe(copy);
 }
 
-Result<std::vector<Chunk>> Pool::list(const ChunkFilter& filter) const {
-  // A device filter names a location, or "gpu" for any GPU.
-  std::optional<Location> device;
-  bool any_gpu = false;
-  if (filter.device) {
-    if (*filter.device == "gpu") {
-      any_gpu = true;
-    } else {
-      auto parsed = Location::parse(*filter.device);
-      if (!parsed) {
-        return make_error(ErrorCode::kInvalidLocation,
-                          fmt::format("unknown device '{}': use dram (or cpu), pinned_dram, disk, "
-                                      "gpu or device:N",
-                                      *filter.device));
-      }
-      device = *parsed;
+Result<ChunkFilter> ChunkFilter::make(std::optional<std::string_view> device,
+                                      std::optional<ChunkType> type) {
+  ChunkFilter filter;
+  filter.type_ = type;
+  if (device && *device == "gpu") {
+    filter.any_gpu_ = true;
+  } else if (device) {
+    auto parsed = Location::parse(*device);
+    if (!parsed) {
+      return make_error(ErrorCode::kInvalidLocation,
+                        fmt::format("unknown device '{}': use dram (or cpu), pinned_dram, disk, "
+                                    "gpu or device:N",
+                                    *device));
     }
+    filter.device_ = *parsed;
   }
-  std::vector<Record> records;
+  return filter;
+}
+
+bool ChunkFilter::matches(const Chunk& chunk) const {
+  if (type_ && chunk.type != *type_) return false;
+  if (!device_ && !any_gpu_) return true;
+  return std::any_of(chunk.locations.begin(), chunk.locations.end(), [this](const ReplicaInfo& r) {
+    return r.status == CopyStatus::kComplete &&
+           (any_gpu_ ? r.location.kind() == LocationKind::kDevice : r.location == *device_);
+  });
+}
+
+std::vector<std::string> Pool::ids(std::optional<ChunkType> type) const {
+  std::vector<std::pair<double, std::string>> found;
   {
     std::lock_guard lock(mutex_);
+    found.reserve(records_.size());
     for (const auto& [id, record] : records_) {
-      if (!record.ready) continue;
-      if (filter.type && record.chunk.type != *filter.type) continue;
-      records.push_back(record);
+      if (record.ready && (!type || record.chunk.type == *type)) {
+        found.emplace_back(record.chunk.created_at, id);
+      }
     }
   }
-  std::sort(records.begin(), records.end(), [](const Record& a, const Record& b) {
-    return std::tie(a.chunk.created_at, a.chunk.id) < std::tie(b.chunk.created_at, b.chunk.id);
-  });
-  std::vector<Chunk> out;
-  for (const auto& record : records) {
-    if (out.size() >= filter.limit) break;
-    Chunk chunk = describe(record);
-    if (device || any_gpu) {
-      const bool match = std::any_of(
-          chunk.locations.begin(), chunk.locations.end(), [&](const ReplicaInfo& r) {
-            return any_gpu ? r.location.kind() == LocationKind::kDevice : r.location == *device;
-          });
-      if (!match) continue;
-    }
-    out.push_back(std::move(chunk));
-  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  out.reserve(found.size());
+  for (auto& [created, id] : found) out.push_back(std::move(id));
   return out;
 }
 

@@ -81,10 +81,20 @@ struct ChunkSpec {
   std::string source;
 };
 
-struct ChunkFilter {
-  std::optional<std::string> device;  // a device name as create takes it ("gpu": any GPU)
-  std::optional<ChunkType> type;
-  std::size_t limit = 10000;
+// Which chunks a listing shows: those with a complete copy on a device ("gpu":
+// any GPU), of a type.
+class ChunkFilter {
+ public:
+  // kInvalidLocation for a device name that is no device.
+  [[nodiscard]] static Result<ChunkFilter> make(std::optional<std::string_view> device,
+                                                std::optional<ChunkType> type);
+  std::optional<ChunkType> type() const { return type_; }
+  bool matches(const Chunk& chunk) const;
+
+ private:
+  std::optional<Location> device_;
+  bool any_gpu_ = false;
+  std::optional<ChunkType> type_;
 };
 
 struct PoolOptions {
@@ -131,8 +141,9 @@ class Pool {
 
   // A chunk, counted as an access when `access`.
   [[nodiscard]] Result<Chunk> get(std::string_view id, bool access = true);
-  // Chunks in creation order, filtered.
-  [[nodiscard]] Result<std::vector<Chunk>> list(const ChunkFilter& filter) const;
+  // The ids of the chunks of `type` (every type: nullopt), oldest first: a
+  // snapshot a listing pages through with get().
+  std::vector<std::string> ids(std::optional<ChunkType> type) const;
   std::size_t count() const;
 
   // Queues a move of the chunk's bytes with `priority`; its operation id.

@@ -1,6 +1,8 @@
 // Handlers of the data pool endpoints, /api/v1/data (doc/http-api.md, "Data
 // pool"). The work is in pool/ (chunks) and cluster/ (URL sources, transfers).
 #include <charconv>
+#include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -161,6 +163,57 @@ Response created(const Result<Chunk>& chunk, std::uint64_t operation) {
   return json_response(dump(answer));
 }
 
+constexpr std::uint64_t kDefaultListLimit = 10000;
+constexpr std::uint64_t kMaxListLimit = 100000;
+
+// GET /api/v1/data, built a page of chunks at a time on the io threads, so a
+// long listing is never held whole: {"chunks": [...], "count": n, "truncated": b}.
+class ChunksAnswer final : public BodySource {
+ public:
+  ChunksAnswer(pool::Pool& pool, pool::ChunkFilter filter, std::size_t limit)
+      : pool_(pool), filter_(std::move(filter)), limit_(limit) {}
+
+  std::optional<std::uint64_t> size() const override { return std::nullopt; }
+
+  Result<bool> next(std::string& piece) override {
+    constexpr std::size_t kPiece = 1 << 20;
+    piece.clear();
+    if (done_) return false;
+    if (!started_) {
+      ids_ = pool_.ids(filter_.type());  // a snapshot: chunks made later are not listed
+      piece = R"({"chunks":[)";
+      started_ = true;
+    }
+    while (at_ < ids_.size() && piece.size() < kPiece) {
+      if (count_ == limit_) {
+        truncated_ = true;
+        break;
+      }
+      auto chunk = pool_.get(ids_[at_++], false);
+      if (!chunk || !filter_.matches(*chunk)) continue;  // deleted meanwhile, or filtered out
+      if (count_ > 0) piece += ',';
+      piece += dump(chunk_json(*chunk));
+      ++count_;
+    }
+    if (at_ == ids_.size() || truncated_) {
+      piece += fmt::format(R"(],"count":{},"truncated":{}}})", count_, truncated_);
+      done_ = true;
+    }
+    return true;
+  }
+
+ private:
+  pool::Pool& pool_;
+  const pool::ChunkFilter filter_;
+  const std::size_t limit_;
+  std::vector<std::string> ids_;
+  std::size_t at_ = 0;
+  std::size_t count_ = 0;
+  bool started_ = false;
+  bool truncated_ = false;
+  bool done_ = false;
+};
+
 }  // namespace
 
 Result<PendingWrite> prepare_chunk_upload(Request& req, std::uint64_t size, Context& ctx) {
@@ -174,32 +227,30 @@ Result<PendingWrite> prepare_chunk_upload(Request& req, std::uint64_t size, Cont
 
 Reply handle_chunks(Request& req, Context& ctx) {
   if (ctx.pool == nullptr) return not_served();
-  pool::ChunkFilter filter;
+  std::optional<std::string_view> device;
+  std::optional<pool::ChunkType> type;
   if (auto it = req.query.find("device"); it != req.query.end() && !it->second.empty()) {
-    filter.device = it->second;
+    device = it->second;
   }
   if (auto it = req.query.find("type"); it != req.query.end() && !it->second.empty()) {
-    auto type = pool::parse_chunk_type(it->second);
-    if (!type) return error_response(type.error());
-    filter.type = *type;
+    auto parsed = pool::parse_chunk_type(it->second);
+    if (!parsed) return error_response(parsed.error());
+    type = *parsed;
   }
+  auto filter = pool::ChunkFilter::make(device, type);
+  if (!filter) return error_response(filter.error());
+  std::uint64_t limit = kDefaultListLimit;
   if (auto it = req.query.find("limit"); it != req.query.end()) {
-    std::uint64_t limit = 0;
     auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), limit);
     if (ec != std::errc() || end != it->second.data() + it->second.size() || limit == 0 ||
-        limit > 100000) {
-      return error_response(ErrorCode::kBadRequest, "'limit' must be a number from 1 to 100000");
+        limit > kMaxListLimit) {
+      return error_response(ErrorCode::kBadRequest,
+                            fmt::format("'limit' must be a number from 1 to {}", kMaxListLimit));
     }
-    filter.limit = static_cast<std::size_t>(limit);
   }
-  auto chunks = ctx.pool->list(filter);
-  if (!chunks) return error_response(chunks.error());
-  json list = json::array();
-  for (const auto& c : *chunks) list.push_back(chunk_json(c));
-  const std::size_t total = ctx.pool->count();
-  return json_response(dump({{"chunks", std::move(list)},
-                             {"count", chunks->size()},
-                             {"truncated", chunks->size() == filter.limit && total > filter.limit}}));
+  Response r;
+  r.source = std::make_shared<ChunksAnswer>(*ctx.pool, *filter, static_cast<std::size_t>(limit));
+  return r;
 }
 
 Reply handle_chunk_create(Request& req, Context& ctx) {

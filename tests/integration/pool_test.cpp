@@ -552,6 +552,29 @@ TEST(PoolTest, AGigabyteCreateStreamsThroughBoundedBuffers) {
   EXPECT_TRUE(IsError(dram, 507, "over_limit"));
 }
 
+TEST(PoolTest, ListingsAreOldestFirstLimitedAndFiltered) {
+  PoolServer p;
+  const int port = p.port();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 30; ++i) {
+    ids.push_back(chunk_id(upload(port, "c" + std::to_string(i),
+                                  i % 3 == 0 ? "device=disk&type=output" : "device=dram")));
+  }
+  json all = body_json(http_request(port, "GET", "/api/v1/data"));
+  ASSERT_EQ(all["count"], 30);
+  EXPECT_EQ(all["truncated"], false);
+  for (std::size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(all["chunks"][i]["chunk_id"], ids[i]);
+  json first = body_json(http_request(port, "GET", "/api/v1/data?limit=10"));
+  EXPECT_EQ(first["count"], 10);
+  EXPECT_EQ(first["truncated"], true);
+  EXPECT_EQ(first["chunks"][9]["chunk_id"], ids[9]);
+  json disk = body_json(http_request(port, "GET", "/api/v1/data?device=disk"));
+  EXPECT_EQ(disk["count"], 10);
+  json outputs = body_json(http_request(port, "GET", "/api/v1/data?type=output&device=dram"));
+  EXPECT_EQ(outputs["count"], 0);
+  EXPECT_EQ(body_json(http_request(port, "GET", "/api/v1/data?type=input"))["count"], 20);
+}
+
 TEST(PoolTest, BadInputIsAClear4xxAndTheServerKeepsServing) {
   PoolServer p;
   const int port = p.port();
