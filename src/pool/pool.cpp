@@ -205,17 +205,20 @@ Result<void> Pool::load() {
     const std::string file = entry.path().filename().string();
     auto drop = [&](std::string_view why) {
       spdlog::warn("pool: dropping {}: {}", entry.path().string(), why);
-      fs::remove(entry.path(), ec);
+      std::error_code ignored;
+      fs::remove(entry.path(), ignored);
     };
     if (!std::regex_match(file, name)) {
       if (file.ends_with(".tmp")) {
-        fs::remove(entry.path(), ec);  // a metadata write cut short
+        std::error_code ignored;
+        fs::remove(entry.path(), ignored);  // a metadata write cut short
       } else {
         spdlog::warn("pool: ignoring {}: not a chunk's metadata", entry.path().string());
       }
       continue;
     }
-    if (entry.file_size(ec) > (1u << 20)) {  // references are bounded: far below this
+    std::error_code size_error;
+    if (entry.file_size(size_error) > (1u << 20)) {  // references are bounded: far below this
       drop("too large for chunk metadata");
       continue;
     }
@@ -239,7 +242,6 @@ Result<void> Pool::load() {
     record.chunk = std::move(*chunk);
     record.location = Location::disk();
     record.ready = true;
-    record.keep_on_disk = true;
     record.persisted = true;
     std::string id = record.chunk.id;
     records_.emplace(std::move(id), std::move(record));
@@ -350,7 +352,7 @@ Result<Chunk> Pool::finish_create(PendingWrite pending, const ChunkSpec& spec,
     c.checksum = std::move(checksum);
     c.created_at = c.last_accessed = now();
     record.location = pending.location();
-    record.keep_on_disk = record.location == Location::disk();
+    record.creating_on_disk = record.location == Location::disk();
     std::lock_guard lock(mutex_);
     if (!records_.emplace(id, std::move(record)).second) {
       return make_error(ErrorCode::kConflict, fmt::format("chunk '{}' exists already", id));
@@ -367,6 +369,7 @@ Result<Chunk> Pool::finish_create(PendingWrite pending, const ChunkSpec& spec,
     return tl::unexpected(written.error());
   }
   it->second.ready = true;
+  it->second.creating_on_disk = false;  // its disk replica keeps the metadata now
   Chunk chunk = it->second.chunk;
   ReplicaInfo replica;
   replica.location = written->location;
@@ -396,9 +399,9 @@ Result<Chunk> Pool::adopt(Chunk metadata) {
     Record record;
     record.chunk = std::move(metadata);
     record.chunk.locations.clear();
-    record.location = where->primary;
+    // Where sync_metadata looks: a disk replica anywhere keeps the metadata on disk.
+    record.location = has_disk_replica(store_, record.chunk.id) ? Location::disk() : where->primary;
     record.ready = true;
-    record.keep_on_disk = has_disk_replica(store_, record.chunk.id);
     std::string id = record.chunk.id;
     records_.emplace(std::move(id), std::move(record));
   }
@@ -412,10 +415,14 @@ Result<Chunk> Pool::adopt(Chunk metadata) {
 }
 
 Result<void> Pool::sync_metadata(const std::string& id) {
+  auto may_touch_disk = [](const Record& r) {
+    return r.creating_on_disk || r.disk_moves > 0 || r.persisted || r.removing ||
+           r.location == Location::disk();
+  };
   {  // most chunks are in memory and were never on disk: nothing to do
     std::lock_guard lock(mutex_);
     auto it = records_.find(id);
-    if (it == records_.end() || (!it->second.keep_on_disk && !it->second.persisted)) return {};
+    if (it == records_.end() || !may_touch_disk(it->second)) return {};
   }
   std::lock_guard files(files_mutex_);
   std::optional<std::string> record;  // to write; nullopt: remove
@@ -423,9 +430,12 @@ Result<void> Pool::sync_metadata(const std::string& id) {
     std::lock_guard lock(mutex_);
     auto it = records_.find(id);
     if (it == records_.end()) return {};
-    if (it->second.keep_on_disk) {
-      record = metadata_json(it->second.chunk);
-    } else if (!it->second.persisted) {
+    const Record& r = it->second;
+    const bool keep = !r.removing && (r.creating_on_disk || r.disk_moves > 0 ||
+                                      has_disk_replica(store_, id));
+    if (keep) {
+      record = metadata_json(r.chunk);
+    } else if (!r.persisted) {
       return {};
     }
   }
@@ -518,54 +528,62 @@ std::size_t Pool::count() const {
 Result<std::uint64_t> Pool::start_move(std::string_view id_view, Location destination,
                                        TaskPriority priority) {
   std::string id(id_view);
-  bool was_kept = false;
+  const bool to_disk = destination == Location::disk();
   {
     std::lock_guard lock(mutex_);
     auto it = records_.find(id);
     if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
     it->second.chunk.access_count += 1;
     it->second.chunk.last_accessed = now();
-    was_kept = it->second.keep_on_disk;
     // Going to disk: the metadata is there before the bytes can be.
-    if (destination == Location::disk()) it->second.keep_on_disk = true;
+    if (to_disk) it->second.disk_moves += 1;
   }
-  if (auto ok = sync_metadata(id); !ok) return tl::unexpected(ok.error());
-  auto done = [this, id](const Result<MoveResult>& moved) {
-    struct Leave {
-      std::atomic<int>& count;
-      ~Leave() { count.fetch_sub(1); }
-    } leave{move_callbacks_};
+  // Ends this move's claim on the metadata file (the record may be gone by then).
+  auto settle = [this, id, to_disk](std::optional<Location> moved_to) {
     {
       std::lock_guard lock(mutex_);
       auto it = records_.find(id);
       if (it == records_.end()) return;
-      if (moved) it->second.location = moved->destination;
-      it->second.keep_on_disk = it->second.location == Location::disk();
+      if (to_disk) it->second.disk_moves -= 1;
+      if (moved_to) it->second.location = *moved_to;
     }
     if (auto ok = sync_metadata(id); !ok) {
-      spdlog::warn("pool: {} moved, but its metadata could not follow: {}", id,
+      spdlog::warn("pool: the metadata of {} could not follow its bytes: {}", id,
                    ok.error().message);
     }
+  };
+  if (to_disk) {
+    if (auto ok = sync_metadata(id); !ok) {
+      settle(std::nullopt);
+      return tl::unexpected(ok.error());
+    }
+  }
+  auto done = [this, settle](const Result<MoveResult>& moved) {
+    struct Leave {
+      std::atomic<int>& count;
+      ~Leave() { count.fetch_sub(1); }
+    } leave{move_callbacks_};
+    settle(moved ? std::optional<Location>(moved->destination) : std::nullopt);
   };
   move_callbacks_.fetch_add(1);
   auto started = store_.start_move(id, destination, priority, done);
   if (!started) {
     move_callbacks_.fetch_sub(1);
-    {
-      std::lock_guard lock(mutex_);
-      auto it = records_.find(id);
-      if (it != records_.end()) it->second.keep_on_disk = was_kept;
-    }
-    (void)sync_metadata(id);
+    settle(std::nullopt);
     return tl::unexpected(started.error());
   }
   return *started;
 }
 
 Result<Chunk> Pool::add_reference(std::string_view id, std::string_view holder) {
-  if (holder.empty() || holder.size() > kMaxReferenceName) {
+  const bool control = std::any_of(holder.begin(), holder.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  if (holder.empty() || holder.size() > kMaxReferenceName || control) {
     return make_error(ErrorCode::kBadRequest,
-                      fmt::format("a reference is a name of 1 to {} bytes", kMaxReferenceName));
+                      fmt::format("a reference is a name of 1 to {} bytes without control "
+                                  "characters",
+                                  kMaxReferenceName));
   }
   {
     std::lock_guard lock(mutex_);
@@ -604,6 +622,10 @@ Result<Chunk> Pool::drop_reference(std::string_view id, std::string_view holder)
 
 Result<void> Pool::check_removable(std::string_view id, bool force) const {
   std::lock_guard lock(mutex_);
+  return removable(id, force);
+}
+
+Result<void> Pool::removable(std::string_view id, bool force) const {
   auto it = records_.find(std::string(id));
   if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
   const auto& refs = it->second.chunk.references;
@@ -618,17 +640,21 @@ Result<void> Pool::check_removable(std::string_view id, bool force) const {
 
 Result<void> Pool::remove(std::string_view id_view, bool force) {
   const std::string id(id_view);
-  if (auto ok = check_removable(id, force); !ok) return ok;
+  {  // checked and marked at once: a reference added now finds no chunk
+    std::lock_guard lock(mutex_);
+    if (auto ok = removable(id, force); !ok) return ok;
+    records_.at(id).ready = false;
+    records_.at(id).removing = true;
+  }
   // Bytes first: metadata without bytes is dropped at the next start, bytes
   // without metadata would be a stray key.
   if (auto released = store_.release(id); !released && released.error().code != ErrorCode::kNotFound) {
-    return released;
-  }
-  {
     std::lock_guard lock(mutex_);
-    auto it = records_.find(id);
-    if (it == records_.end()) return {};  // removed meanwhile
-    it->second.keep_on_disk = false;
+    if (auto it = records_.find(id); it != records_.end()) {
+      it->second.ready = true;
+      it->second.removing = false;
+    }
+    return released;
   }
   if (auto ok = sync_metadata(id); !ok) return ok;
   std::lock_guard lock(mutex_);

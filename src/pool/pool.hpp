@@ -104,8 +104,8 @@ struct PoolOptions {
 
 class Pool {
  public:
-  static constexpr std::size_t kMaxReferences = 1024;
-  static constexpr std::size_t kMaxReferenceName = 256;
+  static constexpr std::size_t kMaxReferences = 128;  // metadata stays under 64 KiB
+  static constexpr std::size_t kMaxReferenceName = 128;
 
   // Loads the metadata of the chunks whose bytes the Store recovered from disk.
   // Blocking.
@@ -114,7 +114,8 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  // Whether `key` is a chunk's (or one being created): the KV endpoints leave it alone.
+  // Whether `key` is a chunk's (from when its bytes are committed until it is
+  // deleted): the KV endpoints leave it alone.
   bool owns(std::string_view key) const;
   // A device name as the pool's clients write it: dram, cpu, pinned_dram, disk,
   // device:N, gpu:N, or gpu (the GPU with the most free memory). kInvalidLocation
@@ -161,22 +162,28 @@ class Pool {
   [[nodiscard]] Result<void> remove(std::string_view id, bool force);
 
  private:
+  // A chunk's metadata belongs on disk while its bytes are there or on their
+  // way there: creating_on_disk, disk_moves > 0, or a disk replica in the Store.
   struct Record {
     Chunk chunk;  // without locations
-    Location location;       // where the pool put its bytes last
-    bool ready = false;      // false until its bytes are in the Store
-    bool keep_on_disk = false;  // its metadata belongs on disk (bytes there or going there)
-    bool persisted = false;  // a metadata file exists
+    Location location;            // its primary when last seen by the pool
+    bool ready = false;           // false until its bytes are in the Store, and once deleting
+    bool creating_on_disk = false;  // its bytes are being committed to disk
+    int disk_moves = 0;           // moves to disk queued or running
+    bool removing = false;        // being deleted: its metadata goes
+    bool persisted = false;       // a metadata file exists
   };
 
   Pool(Store& store, PoolOptions options);
   [[nodiscard]] Result<void> load();
   [[nodiscard]] Result<Chunk> finish_create(PendingWrite pending, const ChunkSpec& spec,
                                             std::string checksum);
-  // Writes or removes the chunk's metadata file as keep_on_disk says. Blocking
-  // (only when there is something to do).
+  // Writes or removes the chunk's metadata file as its bytes' place says (see
+  // Record). Blocking (only when there is something to do).
   [[nodiscard]] Result<void> sync_metadata(const std::string& id);
   Chunk describe(const Record& record) const;  // with its locations
+  // check_removable with mutex_ held.
+  [[nodiscard]] Result<void> removable(std::string_view id, bool force) const;
   std::filesystem::path metadata_path(std::string_view id) const;
 
   Store& store_;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <future>
 #include <random>
 #include <thread>
 
@@ -71,6 +72,46 @@ TEST_F(PoolUnitTest, AFileSourceBecomesAChunkWithItsChecksum) {
   ASSERT_TRUE(pool_->remove(id, false));
   EXPECT_FALSE(store_->location(id).has_value());
   EXPECT_FALSE(pool_->owns(id));
+}
+
+// Two moves of one chunk queued behind each other, off disk and back: when the
+// first ends, the metadata must stay, since the second brings the bytes back.
+TEST_F(PoolUnitTest, MetadataStaysWhileAMoveToDiskIsQueued) {
+  write(root_ / "src" / "m.bin", "moving");
+  auto source = open_file_source((root_ / "src" / "m.bin").string(), sources_);
+  ASSERT_TRUE(source);
+  const std::string id = pool_->new_id();
+  ASSERT_TRUE(pool_->create(id, **source, {Location::disk(), ChunkType::kInput, "tensor", "m"}));
+  const fs::path file = root_ / "disk" / "pool" / (id + ".json");
+
+  // Every mover held, so the queue is what the test says it is.
+  std::vector<std::promise<void>> gates(store_->movers().threads());
+  std::vector<std::promise<void>> holding(gates.size());
+  for (std::size_t i = 0; i < gates.size(); ++i) {
+    store_->movers().submit([gate = gates[i].get_future().share(), &held = holding[i]] {
+      held.set_value();
+      gate.wait();
+    });
+    holding[i].get_future().wait();
+  }
+  ASSERT_TRUE(pool_->start_move(id, Location::dram(), TaskPriority::kNormal));
+  std::promise<void> first_done, go_on;
+  store_->movers().submit([&first_done, go = go_on.get_future().share()] {
+    first_done.set_value();
+    go.wait();
+  });
+  ASSERT_TRUE(pool_->start_move(id, Location::disk(), TaskPriority::kNormal));
+  gates[0].set_value();  // one mover runs the queue in order; the others stay held
+  first_done.get_future().wait();
+  EXPECT_EQ(store_->location(id)->primary, Location::dram());
+  EXPECT_TRUE(fs::exists(file)) << "the metadata went while a move to disk was queued";
+  go_on.set_value();
+  for (std::size_t i = 1; i < gates.size(); ++i) gates[i].set_value();
+  for (int i = 0; i < 1000 && store_->location(id)->primary != Location::disk(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  EXPECT_EQ(store_->location(id)->primary, Location::disk());
+  EXPECT_TRUE(fs::exists(file));
 }
 
 TEST_F(PoolUnitTest, FileSourcesRefuseEveryWayOutOfTheRoots) {

@@ -72,13 +72,14 @@ int open_beneath(const fs::path& root, const fs::path& relative) {
   int dir = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return -1;
   open_how how{};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY;
+  // Non-blocking: opening a FIFO would otherwise wait for a writer.
+  how.flags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
   const fs::path target = relative.empty() ? fs::path(".") : relative;
   long fd = ::syscall(SYS_openat2, dir, target.c_str(), &how, sizeof how);
   const int saved = errno;
   if (fd < 0 && saved == ENOSYS) {  // kernels before 5.6: the last component at least
-    fd = ::openat(dir, target.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+    fd = ::openat(dir, target.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
   }
   const int saved_open = errno;
   ::close(dir);
@@ -115,8 +116,18 @@ Result<std::unique_ptr<Source>> open_file_source(std::string_view text,
   char resolved[PATH_MAX];
   if (::realpath(normal.c_str(), resolved) == nullptr) {
     const int err = errno;
+    // Judged by the deepest part of the path that exists, resolved: a missing file
+    // behind a link that leads out of the roots is as forbidden as an existing one.
+    fs::path existing = normal.parent_path();
+    char resolved_parent[PATH_MAX];
+    while (::realpath(existing.c_str(), resolved_parent) == nullptr && existing.has_relative_path()) {
+      existing = existing.parent_path();
+    }
+    const fs::path parent = ::realpath(existing.c_str(), resolved_parent) != nullptr
+                                ? fs::path(resolved_parent)
+                                : existing;
     bool under_a_root = false;
-    for (const auto& root : roots) under_a_root = under_a_root || is_under(normal, root);
+    for (const auto& root : roots) under_a_root = under_a_root || is_under(parent, root);
     if (!under_a_root) return tl::unexpected(outside_roots(text));
     if (err == ENOENT || err == ENOTDIR) {
       return make_error(ErrorCode::kNotFound, fmt::format("no file '{}' on the server", text));
@@ -146,6 +157,7 @@ Result<std::unique_ptr<Source>> open_file_source(std::string_view text,
     return make_error(ErrorCode::kBadRequest,
                       fmt::format("the source '{}' is not a regular file", text));
   }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   return std::unique_ptr<Source>(
       std::make_unique<FileSource>(fd, static_cast<std::uint64_t>(st.st_size)));
 }

@@ -102,6 +102,8 @@ Reply handle_send(Request& req, Context& ctx) {
   const bool remove = delete_source->value_or(false);
   if (!target->address && (target->node == ctx.node_name || target->node == "localhost" ||
                            target->node == "local")) {
+    // A copy of a chunk's bytes into another tier would escape its metadata.
+    if (auto ok = check_not_chunk(*key, "copied", ctx); !ok) return error_response(ok.error());
     return send_here(std::move(*key), target->node, target->location, source, remove,
                      *target_text, ctx);
   }

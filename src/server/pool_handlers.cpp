@@ -295,6 +295,11 @@ Reply handle_chunk_create(Request& req, Context& ctx) {
     Operations& ops = ctx.store.operations();
     const auto started = std::chrono::steady_clock::now();
     auto opened = open_source(spec.source, ctx);
+    if (opened && (*opened)->size() > ctx.limits.max_value_size) {
+      opened = tl::unexpected(Error{
+          ErrorCode::kTooLarge, fmt::format("the source is {} bytes, over --max-value-size ({} bytes)",
+                                            (*opened)->size(), ctx.limits.max_value_size)});
+    }
     Result<Chunk> chunk = opened ? Result<Chunk>() : tl::unexpected(opened.error());
     if (opened) {
       ops.set_total(operation, (*opened)->size());

@@ -32,7 +32,7 @@ constexpr std::array kRoutes = {
     Route{"POST", "/api/v1/data", false, BodyKind::kJsonOrUpload, handle_chunk_create},
     Route{"GET", "/api/v1/data/", true, BodyKind::kNone, handle_chunk_get},
     Route{"POST", "/api/v1/data/", true, BodyKind::kControl, handle_chunk_post},
-    Route{"PUT", "/api/v1/data/", true, BodyKind::kJson, handle_chunk_put},
+    Route{"PUT", "/api/v1/data/", true, BodyKind::kControl, handle_chunk_put},
     Route{"DELETE", "/api/v1/data/", true, BodyKind::kNone, handle_chunk_delete},
 };
 

@@ -330,6 +330,7 @@ struct Server::Impl {
   // Work handlers left running on the task pools (asynchronous creates and
   // transfers) uses the context: it must end first.
   ~Impl() {
+    ctx.store.begin_shutdown();  // they stop early: no client waits for them
     while (state.detached_tasks.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 

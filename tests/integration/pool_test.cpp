@@ -5,6 +5,7 @@
 // across a kill -9, chunk keys guarded from the KV endpoints, and a table of bad
 // input after which the server still serves and stored chunks are unchanged.
 #include <netinet/in.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -281,6 +282,10 @@ TEST(PoolTest, FileSourcesAreConfinedToTheSourceRoots) {
   refused((p.sources / ".." / "secret").string());          // dot-dot
   refused("file://" + (p.dir.path() / "secret").string());
   refused((p.dir.path() / "missing").string());             // outside: no hint it is missing
+  refused((p.sources / "sub" / "up" / "missing").string());  // nor behind a link out
+  // A FIFO is no file to read (and opening it must not wait for a writer).
+  ASSERT_EQ(::mkfifo((p.sources / "fifo").c_str(), 0600), 0);
+  EXPECT_TRUE(IsError(create(port, {{"source", (p.sources / "fifo").string()}}), 400, "bad_request"));
 
   EXPECT_TRUE(IsError(create(port, {{"source", (p.sources / "missing").string()}}), 404, "not_found"));
   EXPECT_TRUE(IsError(create(port, {{"source", "relative/path"}}), 400, "bad_request"));
@@ -361,7 +366,12 @@ TEST(PoolTest, ChunkKeysAreReadableButNotChangedThroughTheKvEndpoints) {
   EXPECT_TRUE(IsError(write_raw(port, id, "other"), 409, "conflict"));
   EXPECT_TRUE(IsError(release_key(port, id), 409, "conflict"));
   EXPECT_TRUE(IsError(move_key(port, id, "disk"), 409, "conflict"));
+  // A copy into another tier of this node would escape the chunk's metadata.
+  EXPECT_TRUE(IsError(http_request(port, "POST", "/send_extended",
+                                   json({{"key", id}, {"target", "localhost:disk"}}).dump()),
+                      409, "conflict"));
   EXPECT_EQ(read_raw(port, id).body, "payload");
+  EXPECT_EQ(body_json(location_of(port, id))["locations"].size(), 1u);
   // A KV key that merely looks like a chunk id is an ordinary key.
   ASSERT_TRUE(IsOk(write_json(port, "chunk_0123456789abcdef", 1)));
   EXPECT_TRUE(IsOk(release_key(port, "chunk_0123456789abcdef")));
@@ -552,6 +562,25 @@ TEST(PoolTest, AGigabyteCreateStreamsThroughBoundedBuffers) {
   EXPECT_TRUE(IsError(dram, 507, "over_limit"));
 }
 
+TEST(PoolTest, SourcesOverTheValueLimitAreRefusedBeforeTheirBytes) {
+  PoolServer p({"--max-value-size", "1MB"});
+  write_file(p.sources / "two.bin", random_bytes(2 * MiB));
+  auto r = create(p.port(), {{"source", (p.sources / "two.bin").string()}, {"device", "disk"}});
+  EXPECT_TRUE(IsError(r, 413, "too_large"));
+  EXPECT_TRUE(body_json(http_request(p.port(), "GET", "/api/v1/data"))["chunks"].empty());
+}
+
+TEST(PoolTest, StoppingEndsCreatesNoClientWaitsFor) {
+  PoolServer p({"--peer-timeout", "120"});
+  SilentListener silent;  // accepts, never answers
+  auto r = create(p.port(), {{"source", "http://" + silent.address() + "/x"}, {"wait", false}});
+  ASSERT_TRUE(IsOk(r, 202));
+  const auto started = std::chrono::steady_clock::now();
+  EXPECT_EQ(p.server.stop(), 0);
+  // Well under the 120 s the source may stay silent before it is given up.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(30));
+}
+
 TEST(PoolTest, ListingsAreOldestFirstLimitedAndFiltered) {
   PoolServer p;
   const int port = p.port();
@@ -632,6 +661,11 @@ TEST(PoolTest, BadInputIsAClear4xxAndTheServerKeepsServing) {
   }
   auto over = http_request(port, "POST", "/api/v1/data", std::string(100 << 10, ' '));
   EXPECT_TRUE(IsError(over, 413, "too_large"));
+  auto big_metadata = http_request(port, "PUT", "/api/v1/data/" + id, std::string(100 << 10, ' '));
+  EXPECT_TRUE(IsError(big_metadata, 413, "too_large"));
+  EXPECT_TRUE(IsError(http_request(port, "POST", "/api/v1/data/" + id + "/references",
+                                   json({{"holder", "tab\there"}}).dump()),
+                      400, "bad_request"));
 
   EXPECT_TRUE(IsOk(http_request(port, "GET", "/health")));
   json after = body_json(info(port, id));
