@@ -1,11 +1,11 @@
 #include "cluster/incoming.hpp"
 
-#include <sys/random.h>
-
 #include <algorithm>
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "core/random.hpp"
 
 namespace gswarm::cluster {
 
@@ -21,20 +21,6 @@ struct IncomingTransfers::Transfer {
   std::mutex write_mutex;  // for tiers that take one range write at a time
 };
 
-namespace {
-
-// 128 bits from the kernel's generator: an id cannot be guessed from others.
-std::string random_id() {
-  std::uint64_t bits[2] = {};
-  auto* out = reinterpret_cast<char*>(bits);
-  for (std::size_t got = 0; got < sizeof bits;) {
-    ssize_t n = ::getrandom(out + got, sizeof bits - got, 0);
-    if (n > 0) got += static_cast<std::size_t>(n);
-  }
-  return fmt::format("{:016x}{:016x}", bits[0], bits[1]);
-}
-
-}  // namespace
 
 bool IncomingTransfers::Range::direct() const { return transfer_->pending.direct(); }
 
@@ -63,7 +49,7 @@ Result<std::string> IncomingTransfers::begin(PendingWrite pending) {
                                   transfers_.size()));
   }
   do {
-    transfer->id = random_id();
+    transfer->id = random_hex(16);  // 128 bits: cannot be guessed from others
   } while (transfers_.contains(transfer->id));
   transfers_.emplace(transfer->id, transfer);
   return transfer->id;

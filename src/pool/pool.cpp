@@ -1,7 +1,6 @@
 #include "pool/pool.hpp"
 
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -11,12 +10,15 @@
 #include <fstream>
 #include <regex>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/checksum.hpp"
+#include "core/random.hpp"
+#include "storage/disk_tier.hpp"
 #include "storage/format_table.hpp"
 
 namespace gswarm::pool {
@@ -32,16 +34,6 @@ constexpr std::size_t kIdDigits = 16;
 double now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string random_id() {
-  std::uint64_t bits = 0;
-  auto* out = reinterpret_cast<char*>(&bits);
-  for (std::size_t got = 0; got < sizeof bits;) {
-    ssize_t n = ::getrandom(out + got, sizeof bits - got, 0);
-    if (n > 0) got += static_cast<std::size_t>(n);
-  }
-  return fmt::format("{}{:016x}", kPrefix, bits);
 }
 
 Error chunk_not_found(std::string_view id) {
@@ -72,21 +64,34 @@ Result<void> write_file(const fs::path& path, const std::string& text) {
   ::close(fd);
   fd = -1;
   if (::rename(temp.c_str(), path.c_str()) != 0) return fail("save");
-  int dir = ::open(path.parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  fsync_dir(path.parent_path());  // best effort: the file itself is durable
   return {};
+}
+
+bool has_disk_replica(const KeyLocations& where) {
+  return std::any_of(where.replicas.begin(), where.replicas.end(), [](const ReplicaInfo& r) {
+    return r.location == Location::disk() && r.status == CopyStatus::kComplete;
+  });
 }
 
 bool has_disk_replica(const Store& store, std::string_view key) {
   auto where = store.location(key);
-  if (!where) return false;
-  for (const auto& r : where->replicas) {
-    if (r.location == Location::disk() && r.status == CopyStatus::kComplete) return true;
-  }
-  return false;
+  return where && has_disk_replica(*where);
+}
+
+Error unknown_device(std::string_view name) {
+  return Error{ErrorCode::kInvalidLocation,
+               fmt::format("unknown device '{}': use dram (or cpu), pinned_dram, disk, gpu (the "
+                           "GPU with the most free memory) or device:N (gpu:N)",
+                           name)};
+}
+
+// A reference names its holder: 1 to kMaxReferenceName bytes, no control characters.
+bool valid_reference(std::string_view holder) {
+  return !holder.empty() && holder.size() <= Pool::kMaxReferenceName &&
+         std::none_of(holder.begin(), holder.end(), [](char c) {
+           return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+         });
 }
 
 }  // namespace
@@ -141,10 +146,8 @@ Result<Chunk> parse_metadata_json(std::string_view text) {
   if (c.references.size() > Pool::kMaxReferences) {
     return make_error(ErrorCode::kBadRequest, "too many references in the chunk metadata");
   }
-  for (const auto& r : c.references) {
-    if (r.empty() || r.size() > Pool::kMaxReferenceName) {
-      return make_error(ErrorCode::kBadRequest, "a reference in the chunk metadata is malformed");
-    }
+  if (!std::all_of(c.references.begin(), c.references.end(), valid_reference)) {
+    return make_error(ErrorCode::kBadRequest, "a reference in the chunk metadata is malformed");
   }
   return c;
 }
@@ -234,7 +237,7 @@ Result<void> Pool::load() {
       continue;
     }
     auto where = store_.location(chunk->id);
-    if (!where || !has_disk_replica(store_, chunk->id) || where->replicas.front().size != chunk->size) {
+    if (!where || !has_disk_replica(*where) || where->replicas.front().size != chunk->size) {
       drop("the chunk's bytes are not on disk (they were in memory, or never arrived)");
       continue;
     }
@@ -276,19 +279,14 @@ Result<Location> Pool::resolve_device(std::string_view name) const {
     return Location::device(static_cast<int>(best));
   }
   auto location = Location::parse(name);
-  if (!location) {
-    return make_error(ErrorCode::kInvalidLocation,
-                      fmt::format("unknown device '{}': use dram (or cpu), pinned_dram, disk, gpu "
-                                  "(the GPU with the most free memory) or device:N (gpu:N)",
-                                  name));
-  }
+  if (!location) return tl::unexpected(unknown_device(name));
   if (auto ok = store_.check_location(*location); !ok) return tl::unexpected(ok.error());
   return *location;
 }
 
 std::string Pool::new_id() const {
   while (true) {
-    std::string id = random_id();
+    std::string id = std::string(kPrefix) + random_hex(kIdDigits / 2);
     bool taken = false;
     {
       std::lock_guard lock(mutex_);
@@ -300,7 +298,6 @@ std::string Pool::new_id() const {
 
 Result<Chunk> Pool::create(const std::string& id, Source& source, const ChunkSpec& spec,
                            const std::shared_ptr<CopyProgress>& progress) {
-  if (auto ok = validate_format(spec.format); !ok) return tl::unexpected(ok.error());
   auto pending = store_.prepare_write(id, spec.device, source.size(), spec.format);
   if (!pending) return tl::unexpected(pending.error());
   Checksum checksum;
@@ -325,7 +322,6 @@ Result<Chunk> Pool::create(const std::string& id, Source& source, const ChunkSpe
 }
 
 Result<PendingWrite> Pool::prepare_upload(const ChunkSpec& spec, std::uint64_t size) {
-  if (auto ok = validate_format(spec.format); !ok) return tl::unexpected(ok.error());
   auto pending = store_.prepare_write(new_id(), spec.device, size, spec.format);
   if (!pending) return tl::unexpected(pending.error());
   pending->track_checksum();
@@ -400,7 +396,7 @@ Result<Chunk> Pool::adopt(Chunk metadata) {
     record.chunk = std::move(metadata);
     record.chunk.locations.clear();
     // Where sync_metadata looks: a disk replica anywhere keeps the metadata on disk.
-    record.location = has_disk_replica(store_, record.chunk.id) ? Location::disk() : where->primary;
+    record.location = has_disk_replica(*where) ? Location::disk() : where->primary;
     record.ready = true;
     std::string id = record.chunk.id;
     records_.emplace(std::move(id), std::move(record));
@@ -459,17 +455,28 @@ Chunk Pool::describe(const Record& record) const {
   return chunk;
 }
 
+Result<const Pool::Record*> Pool::ready_record(std::string_view id) const {
+  auto it = records_.find(std::string(id));
+  if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
+  return &it->second;
+}
+
+Result<Pool::Record*> Pool::ready_record(std::string_view id) {
+  return std::as_const(*this).ready_record(id).map(
+      [](const Record* record) { return const_cast<Record*>(record); });
+}
+
 Result<Chunk> Pool::get(std::string_view id, bool access) {
   Record copy;
   {
     std::lock_guard lock(mutex_);
-    auto it = records_.find(std::string(id));
-    if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
+    auto record = ready_record(id);
+    if (!record) return tl::unexpected(record.error());
     if (access) {
-      it->second.chunk.access_count += 1;
-      it->second.chunk.last_accessed = now();
+      (*record)->chunk.access_count += 1;
+      (*record)->chunk.last_accessed = now();
     }
-    copy = it->second;
+    copy = **record;
   }
   return describe(copy);
 }
@@ -482,12 +489,7 @@ Result<ChunkFilter> ChunkFilter::make(std::optional<std::string_view> device,
     filter.any_gpu_ = true;
   } else if (device) {
     auto parsed = Location::parse(*device);
-    if (!parsed) {
-      return make_error(ErrorCode::kInvalidLocation,
-                        fmt::format("unknown device '{}': use dram (or cpu), pinned_dram, disk, "
-                                    "gpu or device:N",
-                                    *device));
-    }
+    if (!parsed) return tl::unexpected(unknown_device(*device));
     filter.device_ = *parsed;
   }
   return filter;
@@ -531,12 +533,12 @@ Result<std::uint64_t> Pool::start_move(std::string_view id_view, Location destin
   const bool to_disk = destination == Location::disk();
   {
     std::lock_guard lock(mutex_);
-    auto it = records_.find(id);
-    if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
-    it->second.chunk.access_count += 1;
-    it->second.chunk.last_accessed = now();
+    auto record = ready_record(id);
+    if (!record) return tl::unexpected(record.error());
+    (*record)->chunk.access_count += 1;
+    (*record)->chunk.last_accessed = now();
     // Going to disk: the metadata is there before the bytes can be.
-    if (to_disk) it->second.disk_moves += 1;
+    if (to_disk) (*record)->disk_moves += 1;
   }
   // Ends this move's claim on the metadata file (the record may be gone by then).
   auto settle = [this, id, to_disk](std::optional<Location> moved_to) {
@@ -576,10 +578,7 @@ Result<std::uint64_t> Pool::start_move(std::string_view id_view, Location destin
 }
 
 Result<Chunk> Pool::add_reference(std::string_view id, std::string_view holder) {
-  const bool control = std::any_of(holder.begin(), holder.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
-  if (holder.empty() || holder.size() > kMaxReferenceName || control) {
+  if (!valid_reference(holder)) {
     return make_error(ErrorCode::kBadRequest,
                       fmt::format("a reference is a name of 1 to {} bytes without control "
                                   "characters",
@@ -587,9 +586,9 @@ Result<Chunk> Pool::add_reference(std::string_view id, std::string_view holder) 
   }
   {
     std::lock_guard lock(mutex_);
-    auto it = records_.find(std::string(id));
-    if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
-    auto& refs = it->second.chunk.references;
+    auto record = ready_record(id);
+    if (!record) return tl::unexpected(record.error());
+    auto& refs = (*record)->chunk.references;
     if (std::find(refs.begin(), refs.end(), holder) == refs.end()) {
       if (refs.size() >= kMaxReferences) {
         return make_error(ErrorCode::kTooLarge,
@@ -606,9 +605,9 @@ Result<Chunk> Pool::add_reference(std::string_view id, std::string_view holder) 
 Result<Chunk> Pool::drop_reference(std::string_view id, std::string_view holder) {
   {
     std::lock_guard lock(mutex_);
-    auto it = records_.find(std::string(id));
-    if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
-    auto& refs = it->second.chunk.references;
+    auto record = ready_record(id);
+    if (!record) return tl::unexpected(record.error());
+    auto& refs = (*record)->chunk.references;
     auto ref = std::find(refs.begin(), refs.end(), holder);
     if (ref == refs.end()) {
       return make_error(ErrorCode::kNotFound,
@@ -626,9 +625,9 @@ Result<void> Pool::check_removable(std::string_view id, bool force) const {
 }
 
 Result<void> Pool::removable(std::string_view id, bool force) const {
-  auto it = records_.find(std::string(id));
-  if (it == records_.end() || !it->second.ready) return tl::unexpected(chunk_not_found(id));
-  const auto& refs = it->second.chunk.references;
+  auto record = ready_record(id);
+  if (!record) return tl::unexpected(record.error());
+  const auto& refs = (*record)->chunk.references;
   if (!refs.empty() && !force) {
     return make_error(ErrorCode::kConflict,
                       fmt::format("'{}' is referenced by {} ({}{}): drop the references first, or "
@@ -643,8 +642,9 @@ Result<void> Pool::remove(std::string_view id_view, bool force) {
   {  // checked and marked at once: a reference added now finds no chunk
     std::lock_guard lock(mutex_);
     if (auto ok = removable(id, force); !ok) return ok;
-    records_.at(id).ready = false;
-    records_.at(id).removing = true;
+    Record& record = records_.at(id);
+    record.ready = false;
+    record.removing = true;
   }
   // Bytes first: metadata without bytes is dropped at the next start, bytes
   // without metadata would be a stray key.

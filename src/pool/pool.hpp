@@ -182,7 +182,10 @@ class Pool {
   // Record). Blocking (only when there is something to do).
   [[nodiscard]] Result<void> sync_metadata(const std::string& id);
   Chunk describe(const Record& record) const;  // with its locations
-  // check_removable with mutex_ held.
+  // With mutex_ held: the record of a chunk whose bytes are in (kNotFound
+  // otherwise), and check_removable.
+  [[nodiscard]] Result<Record*> ready_record(std::string_view id);
+  [[nodiscard]] Result<const Record*> ready_record(std::string_view id) const;
   [[nodiscard]] Result<void> removable(std::string_view id, bool force) const;
   std::filesystem::path metadata_path(std::string_view id) const;
 

@@ -134,6 +134,18 @@ Result<ValueView> read_value(const Request& req, Context& ctx) {
 
 }  // namespace
 
+Result<std::size_t> query_limit(const Request& req, std::size_t fallback, std::size_t max) {
+  auto it = req.query.find("limit");
+  if (it == req.query.end()) return fallback;
+  const std::string& text = it->second;
+  std::size_t limit = 0;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
+  if (ec != std::errc() || ptr != text.data() + text.size() || limit == 0 || limit > max) {
+    return make_error(ErrorCode::kBadRequest, fmt::format("limit must be a number from 1 to {}", max));
+  }
+  return limit;
+}
+
 bool submit_detached(Context& ctx, std::function<void()> task) {
   ServerState* state = ctx.state;
   if (state != nullptr) state->detached_tasks.fetch_add(1);
@@ -524,19 +536,10 @@ Reply handle_locations(Request& req, Context& ctx) {
     r.source = std::make_shared<LocationsAnswer>(ctx);
     return r;
   }
-  std::size_t limit = ctx.limits.max_page;
-  if (limit_it != req.query.end()) {
-    const std::string& text = limit_it->second;
-    auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), limit);
-    if (ec != std::errc() || ptr != text.data() + text.size() || limit == 0 ||
-        limit > ctx.limits.max_page) {
-      return error_response(
-          ErrorCode::kBadRequest,
-          fmt::format("limit must be a number from 1 to {}", ctx.limits.max_page));
-    }
-  }
+  auto limit = query_limit(req, ctx.limits.max_page, ctx.limits.max_page);
+  if (!limit) return error_response(limit.error());
   std::string cursor = cursor_it == req.query.end() ? "" : cursor_it->second;
-  return Reply(std::function<Response()>([&ctx, cursor = std::move(cursor), limit] {
+  return Reply(std::function<Response()>([&ctx, cursor = std::move(cursor), limit = *limit] {
     auto page = ctx.store.locations_page(cursor, limit);
     if (!page) return error_response(page.error());
     json all = json::object();

@@ -79,6 +79,10 @@ class BufferCharge {
   std::uint64_t bytes_ = 0;
 };
 
+// ?limit=N of a listing: `fallback` when absent, kBadRequest unless 1..`max`.
+[[nodiscard]] Result<std::size_t> query_limit(const Request& req, std::size_t fallback,
+                                              std::size_t max);
+
 // Runs `task` on the movers with no request waiting for it, counted in
 // ctx.state->detached_tasks. False when `max_queued_moves` tasks are waiting.
 [[nodiscard]] bool submit_detached(Context& ctx, std::function<void()> task);

@@ -1,6 +1,5 @@
 // Handlers of the data pool endpoints, /api/v1/data (doc/http-api.md, "Data
 // pool"). The work is in pool/ (chunks) and cluster/ (URL sources, transfers).
-#include <charconv>
 #include <optional>
 #include <vector>
 
@@ -88,7 +87,7 @@ Result<pool::ChunkSpec> make_spec(const SpecFields& fields, Context& ctx) {
   return spec;
 }
 
-Result<SpecFields> query_fields(const Request& req) {
+SpecFields query_fields(const Request& req) {
   SpecFields fields;
   auto take = [&req](const char* name, std::string& out) {
     if (auto it = req.query.find(name); it != req.query.end()) out = it->second;
@@ -163,8 +162,8 @@ Response created(const Result<Chunk>& chunk, std::uint64_t operation) {
   return json_response(dump(answer));
 }
 
-constexpr std::uint64_t kDefaultListLimit = 10000;
-constexpr std::uint64_t kMaxListLimit = 100000;
+constexpr std::size_t kDefaultListLimit = 10000;
+constexpr std::size_t kMaxListLimit = 100000;
 
 // GET /api/v1/data, built a page of chunks at a time on the io threads, so a
 // long listing is never held whole: {"chunks": [...], "count": n, "truncated": b}.
@@ -218,9 +217,7 @@ class ChunksAnswer final : public BodySource {
 
 Result<PendingWrite> prepare_chunk_upload(Request& req, std::uint64_t size, Context& ctx) {
   if (ctx.pool == nullptr) return make_error(ErrorCode::kNotSupported, "this server has no data pool");
-  auto fields = query_fields(req);
-  if (!fields) return tl::unexpected(fields.error());
-  auto spec = make_spec(*fields, ctx);
+  auto spec = make_spec(query_fields(req), ctx);
   if (!spec) return tl::unexpected(spec.error());
   return ctx.pool->prepare_upload(*spec, size);
 }
@@ -239,28 +236,20 @@ Reply handle_chunks(Request& req, Context& ctx) {
   }
   auto filter = pool::ChunkFilter::make(device, type);
   if (!filter) return error_response(filter.error());
-  std::uint64_t limit = kDefaultListLimit;
-  if (auto it = req.query.find("limit"); it != req.query.end()) {
-    auto [end, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), limit);
-    if (ec != std::errc() || end != it->second.data() + it->second.size() || limit == 0 ||
-        limit > kMaxListLimit) {
-      return error_response(ErrorCode::kBadRequest,
-                            fmt::format("'limit' must be a number from 1 to {}", kMaxListLimit));
-    }
-  }
+  auto limit = query_limit(req, kDefaultListLimit, kMaxListLimit);
+  if (!limit) return error_response(limit.error());
   Response r;
-  r.source = std::make_shared<ChunksAnswer>(*ctx.pool, *filter, static_cast<std::size_t>(limit));
+  r.source = std::make_shared<ChunksAnswer>(*ctx.pool, *filter, *limit);
   return r;
 }
 
 Reply handle_chunk_create(Request& req, Context& ctx) {
   if (ctx.pool == nullptr) return not_served();
   if (req.value) {  // an upload whose bytes have arrived
-    auto fields = query_fields(req);
-    if (!fields) return error_response(fields.error());
-    auto type = pool::parse_chunk_type(fields->type);
+    const SpecFields fields = query_fields(req);
+    auto type = pool::parse_chunk_type(fields.type);
     if (!type) return error_response(type.error());
-    pool::ChunkSpec spec{req.value->location(), *type, fields->format, ""};
+    pool::ChunkSpec spec{req.value->location(), *type, fields.format, ""};
     if (auto it = req.query.find("source"); it != req.query.end()) spec.source = it->second;
     if (spec.source.empty()) spec.source = "upload";
     auto commit = [&ctx, spec](PendingWrite pending) {

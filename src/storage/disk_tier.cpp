@@ -93,14 +93,6 @@ bool pread_all(int fd, void* data, std::size_t size, std::uint64_t offset) {
   return true;
 }
 
-bool fsync_dir(const fs::path& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return false;
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
-
 int open_read_only(const fs::path& path) {
   return ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 }
@@ -402,6 +394,14 @@ const std::regex& value_name() {
 }
 
 }  // namespace
+
+bool fsync_dir(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
 
 Result<std::unique_ptr<DiskTier>> DiskTier::open(fs::path root, std::uint64_t max_disk) {
   auto shared = std::make_shared<Shared>();

@@ -62,4 +62,7 @@ class DiskTier final : public Tier {
   std::shared_ptr<Shared> shared_;
 };
 
+// Makes the entries of `dir` (files created, renamed or removed) durable.
+bool fsync_dir(const std::filesystem::path& dir);
+
 }  // namespace gswarm
