@@ -182,6 +182,12 @@ class Client {
   [[nodiscard]] Result<std::uint64_t> write_bytes(std::string_view key, std::string_view data,
                                                   std::string_view location = "dram",
                                                   std::string_view format = "bytes");
+  // The same with a value made of `parts` one after another (a header and an
+  // array's bytes), sent without copying or joining them.
+  [[nodiscard]] Result<std::uint64_t> write_parts(std::string_view key,
+                                                  std::span<const std::span<const std::byte>> parts,
+                                                  std::string_view location = "dram",
+                                                  std::string_view format = "bytes");
 
   // GET /read/{key}: the JSON text of a value stored as JSON in DRAM. A key held
   // elsewhere is kWrongLocation; a value stored as raw bytes is kWrongFormat.

@@ -132,15 +132,21 @@ std::vector<ReplicaInfo> replicas_from_json(const json& list) {
   return out;
 }
 
-// A request body sent from memory in pieces, counting the bytes handed to the
-// socket so far (for a progress bar while a large upload travels).
-struct CountedSpanBody {
+// A request body sent from memory without copying it: `parts` one after another
+// (a header and an array's bytes, say), handed to the socket a piece at a time,
+// counting the bytes handed over so far (for a progress bar while a large upload
+// travels).
+struct GatherBody {
   static constexpr std::size_t kPiece = 1 << 20;
   struct value_type {
-    std::span<const std::byte> data;
+    std::span<const std::span<const std::byte>> parts;
     std::atomic<std::uint64_t>* sent = nullptr;  // may be null
   };
-  static std::uint64_t size(const value_type& body) { return body.data.size(); }
+  static std::uint64_t size(const value_type& body) {
+    std::uint64_t total = 0;
+    for (const auto& part : body.parts) total += part.size();
+    return total;
+  }
 
   class writer {
    public:
@@ -150,17 +156,25 @@ struct CountedSpanBody {
     void init(beast::error_code& ec) { ec = {}; }
     boost::optional<std::pair<const_buffers_type, bool>> get(beast::error_code& ec) {
       ec = {};
-      if (body_.sent != nullptr) body_.sent->store(at_, std::memory_order_relaxed);
-      if (at_ >= body_.data.size()) return boost::none;
-      const std::size_t n = std::min(kPiece, body_.data.size() - at_);
-      const_buffers_type piece(body_.data.data() + at_, n);
+      if (body_.sent != nullptr) body_.sent->store(sent_, std::memory_order_relaxed);
+      while (part_ < body_.parts.size() && at_ >= body_.parts[part_].size()) {
+        ++part_;
+        at_ = 0;
+      }
+      if (part_ >= body_.parts.size()) return boost::none;
+      const auto& part = body_.parts[part_];
+      const std::size_t n = std::min(kPiece, part.size() - at_);
+      const_buffers_type piece(part.data() + at_, n);
       at_ += n;
-      return std::make_pair(piece, at_ < body_.data.size());
+      sent_ += n;
+      return std::make_pair(piece, sent_ < size(body_));
     }
 
    private:
     const value_type& body_;
+    std::size_t part_ = 0;
     std::size_t at_ = 0;
+    std::uint64_t sent_ = 0;
   };
 };
 
@@ -358,13 +372,20 @@ Result<void> Client::write(std::string_view key, std::string_view json_value,
 
 Result<std::uint64_t> Client::write_bytes(std::string_view key, std::span<const std::byte> data,
                                           std::string_view location, std::string_view format) {
+  const std::span<const std::byte> parts[] = {data};
+  return write_parts(key, parts, location, format);
+}
+
+Result<std::uint64_t> Client::write_parts(std::string_view key,
+                                          std::span<const std::span<const std::byte>> parts,
+                                          std::string_view location, std::string_view format) {
   if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
   std::string target = fmt::format("/write_extended?key={}&location={}&format={}", url_encode(key),
                                    url_encode(location), url_encode(format));
-  http::request<http::span_body<const char>> req{http::verb::post, target, 11};
+  http::request<GatherBody> req{http::verb::post, target, 11};
   req.set(http::field::content_type, "application/octet-stream");
   req.set(http::field::accept, "application/json");
-  req.body() = beast::span<const char>(reinterpret_cast<const char*>(data.data()), data.size());
+  req.body() = {parts, nullptr};
   auto sent = impl_->send(req, impl_->options().timeout);
   if (!sent) return tl::unexpected(sent.error());
   auto answer = impl_->parse_last_body();
@@ -645,10 +666,11 @@ Result<CreatedChunk> Client::upload_chunk(std::span<const std::byte> data,
                                    url_encode(options.device), url_encode(options.type),
                                    url_encode(options.format));
   if (!source.empty()) target += "&source=" + url_encode(source);
-  http::request<CountedSpanBody> req{http::verb::post, target, 11};
+  const std::span<const std::byte> parts[] = {data};
+  http::request<GatherBody> req{http::verb::post, target, 11};
   req.set(http::field::content_type, "application/octet-stream");
   req.set(http::field::accept, "application/json");
-  req.body() = {data, sent};
+  req.body() = {parts, sent};
   auto answered = impl_->send(req, impl_->options().move_timeout);
   if (!answered) return tl::unexpected(answered.error());
   auto answer = impl_->parse_last_body();

@@ -1,6 +1,7 @@
 #include "storage/disk_tier.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,6 +107,11 @@ struct DiskTier::Shared {
   fs::path quarantine;
   LimitCounter counter{"--max-disk", 0};
   std::atomic<std::uint64_t> next_sequence{1};
+  int lock_fd = -1;  // holds flock(LOCK_EX) on <root>/lock while the tier lives
+
+  ~Shared() {
+    if (lock_fd >= 0) ::close(lock_fd);
+  }
 
   fs::path value_path(const std::string& hash, std::uint64_t seq) const {
     return values / hash.substr(0, 2) / fmt::format("{}-{:016x}.gsv", hash, seq);
@@ -419,6 +425,20 @@ Result<std::unique_ptr<DiskTier>> DiskTier::open(fs::path root, std::uint64_t ma
     if (auto ok = make_private_dir(dir); !ok) return tl::unexpected(ok.error());
   }
   if (auto ok = check_tree(shared->root); !ok) return tl::unexpected(ok.error());
+  // One process per root: another one's recovery would take this one's
+  // temporaries for leftovers of a crash and remove them.
+  fs::path lock_path = shared->root / "lock";
+  shared->lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (shared->lock_fd < 0) {
+    return make_error(ErrorCode::kIo, fmt::format("cannot open {}: {}", lock_path.string(),
+                                                  std::strerror(errno)));
+  }
+  if (::flock(shared->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    return make_error(ErrorCode::kUnavailable,
+                      fmt::format("--disk-path {} is in use by another gswarm process; give each "
+                                  "server (and each embedded store) its own --disk-path",
+                                  shared->root.string()));
+  }
   if (::access(shared->tmp.c_str(), W_OK) != 0) {
     return make_error(ErrorCode::kIo, fmt::format("--disk-path {} is not writable: {}",
                                                   shared->root.string(), std::strerror(errno)));

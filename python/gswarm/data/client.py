@@ -1,0 +1,210 @@
+"""DataServer: the client of a gswarm server (its HTTP API, doc/http-api.md).
+
+Each call is one request on a kept-alive connection, made by the C++ client with
+the GIL released. A DataServer may be shared by threads: each thread gets its
+own connection.
+"""
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+import warnings
+
+from gswarm import _gswarm
+from gswarm.data import values
+from gswarm.data.errors import NotFoundError, WrongLocationError
+
+DEFAULT_ADDRESS = "localhost:9015"
+
+# Moves awaited inside an event loop run on these threads, each with its own
+# connection, so that several run on the server at once.
+_move_threads = None
+_move_threads_lock = threading.Lock()
+
+
+def _move_executor():
+    global _move_threads
+    with _move_threads_lock:
+        if _move_threads is None:
+            _move_threads = concurrent.futures.ThreadPoolExecutor(
+                max_workers=32, thread_name_prefix="gswarm-move")
+        return _move_threads
+
+
+def _strip_scheme(address):
+    for scheme in ("http://", "https://"):
+        if address.startswith(scheme):
+            return address[len(scheme):].rstrip("/")
+    return address
+
+
+class DataServer:
+    """A gswarm server at ``address`` ("host:port"; "http://" may be given).
+
+    ``use_extended_api`` (default True) lets any Python value be written: JSON
+    values go through ``/write``, everything else through ``/write_extended``
+    (see :mod:`gswarm.data.values`). With False only JSON values are accepted.
+    ``timeout`` limits each call, ``move_timeout`` a move, in seconds.
+    """
+
+    def __init__(self, address=DEFAULT_ADDRESS, use_extended_api=True, *, timeout=60.0,
+                 move_timeout=600.0):
+        self.address = _strip_scheme(address)
+        self.use_extended_api = use_extended_api
+        self.timeout = timeout
+        self.move_timeout = move_timeout
+        self._local = threading.local()
+        self._read_socket = None  # the server's local socket, once a read pointer named it
+        from gswarm.data import server
+
+        server.wait_until_listening(self.address)
+
+    def __repr__(self):
+        return f"DataServer({self.address!r})"
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = _gswarm.Client(self.address, self.timeout, self.move_timeout)
+            self._local.client = client
+        return client
+
+    # ---- KV storage -------------------------------------------------------
+
+    def write(self, key, value, location="dram", persist=None):
+        """Stores ``value`` under ``key`` in ``location`` (dram, pinned_dram,
+        device:N, disk), replacing what the key held. Returns True.
+
+        ``persist`` is the old API: True means location="disk", False "dram".
+        """
+        if persist is not None:
+            warnings.warn(
+                "write(..., persist=...) is deprecated: write location=\"disk\" to keep the "
+                "value across restarts, or location=\"dram\"",
+                DeprecationWarning, stacklevel=2)
+            location = "disk" if persist else "dram"
+        format, encoded = values.encode(value)
+        client = self._client()
+        if format == values.JSON:
+            client.write_json(key, encoded, location)
+        elif not self.use_extended_api:
+            raise TypeError(
+                f"{type(value).__name__} is not JSON-compatible: create the DataServer with "
+                "use_extended_api=True to store it")
+        else:
+            client.write_parts(key, encoded, location, format)
+        return True
+
+    def read(self, key, zero_copy=False):
+        """The value of ``key``, or None when there is no such key.
+
+        Only DRAM values can be read (WrongLocationError otherwise: move the key
+        to "dram" first). With ``zero_copy=True`` a server on this machine lends
+        the value's memory itself: arrays and bytes come back as read-only views
+        of it (a numpy array, or a memoryview), valid for as long as you hold
+        them, even after the key changes. Without it, the bytes travel over HTTP.
+        """
+        try:
+            if zero_copy:
+                return self._read_mapped(key)
+            data, format = self._client().read(key)
+        except NotFoundError:
+            return None
+        except WrongLocationError as error:
+            raise _with_python_hint(error, key) from None
+        return values.decode(data, format)
+
+    def _read_mapped(self, key):
+        mapped = None
+        if self._read_socket is not None:
+            try:
+                mapped = _gswarm.open_mapped(self._read_socket, key, "dram")
+            except (NotFoundError, WrongLocationError):
+                raise
+            except Exception:
+                self._read_socket = None  # the server restarted: ask for its socket again
+        if mapped is None:
+            where = json.loads(self._client().location(key))
+            if where["location"] != "dram":
+                raise WrongLocationError(
+                    f"key '{key}' is in {where['location']}, and only dram can be read: "
+                    f"move it first with client.move({key!r}, \"dram\")")
+            pointer = next((r.get("read_pointer") for r in where["locations"]
+                            if r["location"] == "dram"), None)
+            if not pointer or "socket" not in pointer:
+                raise WrongLocationError(
+                    f"the server at {self.address} lends no read pointers (is it on another "
+                    "machine?); read without zero_copy")
+            self._read_socket = pointer["socket"]
+            mapped = _gswarm.open_mapped(self._read_socket, key, "dram")
+        if mapped.format == values.BYTES:
+            return memoryview(mapped)
+        return values.decode(mapped, mapped.format)
+
+    def release(self, key):
+        """Removes ``key`` from every location. Returns True; NotFoundError when
+        there is no such key."""
+        self._client().release(key)
+        return True
+
+    def move(self, key, destination):
+        """Moves ``key`` to ``destination`` (copy, then switch, then free the
+        source) and returns the server's answer (source, destination, size,
+        seconds, read_pointer).
+
+        Called inside a running event loop (an ``async def``), it starts the move
+        at once and returns an awaitable, so that
+        ``await asyncio.gather(client.move(a, ...), client.move(b, ...))`` runs
+        the moves at the same time; elsewhere it returns when the move is done.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            return self._move(key, destination)
+        return loop.run_in_executor(_move_executor(), self._move, key, destination)
+
+    def _move(self, key, destination):
+        return json.loads(self._client().move(key, destination))
+
+    def get_location(self, key):
+        """Where ``key`` is: {"key", "location" (its primary), "format",
+        "locations": [{"location", "size", "last_accessed", "copy_status",
+        "copy_progress", "read_pointer"}]}."""
+        return json.loads(self._client().location(key))
+
+    def list_locations(self):
+        """Every key and its replicas: {key: [{"location", "size", ...}]}."""
+        return json.loads(self._client().locations())["locations"]
+
+    def get_stats(self):
+        """The server's statistics (GET /stats): usage per tier, keys, moves,
+        "gpu_stats" per device, ..."""
+        return json.loads(self._client().stats())
+
+    def set_max_memory(self, max_size):
+        """Sets the server's DRAM limit: bytes (an int) or a size ("32GB").
+        Returns True."""
+        self._client().set_max_memory(str(max_size))
+        return True
+
+    def send(self, key, target, source_location=None, *, delete_source=False, streams=0):
+        """Copies ``key`` to another server or device: ``target`` is "host:port",
+        "host:port:LOCATION", a node name, or "node:LOCATION" ("node2:device:1").
+        ``source_location`` picks the replica to send. Returns the server's
+        answer (a non-empty dict: "method", "size", "seconds", ...)."""
+        return json.loads(self._client().send(key, target, source_location or "", delete_source,
+                                              streams))
+
+    def health(self):
+        """The server's version; raises GswarmConnectionError when it is down."""
+        return self._client().health()
+
+
+def _with_python_hint(error, key):
+    error.message = (f"{error.message}; from Python: client.move({key!r}, \"dram\"), then "
+                     "read again")
+    error.args = (error.message,)
+    return error

@@ -1,0 +1,195 @@
+// The C++ client (include/gswarm/client.hpp) for gswarm.data.DataServer, and
+// the zero-copy mapping of DRAM values through read pointers.
+//
+// Answers the Python side hands on as dicts come back as the server's JSON text
+// (the C++ client checks their shape; Python's json module builds the dict), so
+// DataServer returns exactly what the HTTP API documents.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+#include <gswarm/client.hpp>
+
+#include "binding.hpp"
+
+namespace gswarm::python {
+namespace {
+
+using std::chrono::milliseconds;
+
+milliseconds to_ms(double seconds) {
+  return milliseconds(static_cast<std::int64_t>(seconds * 1000));
+}
+
+// Formats whose bytes Python decodes into arrays: handed over as OwnedBytes so
+// the array is a view of them. Everything else becomes `bytes`.
+bool is_array_format(std::string_view format) {
+  return format == "npy" || format == "torch";
+}
+
+// One connection to a server. Not thread-safe (like gswarm::Client):
+// DataServer keeps one per Python thread.
+class PyClient {
+ public:
+  PyClient(const std::string& address, double timeout, double move_timeout)
+      : client_(address, ClientOptions{to_ms(timeout), to_ms(move_timeout)}) {}
+
+  const std::string& address() const { return client_.address(); }
+
+  void write_json(std::string_view key, std::string_view json, std::string_view location) {
+    py::gil_scoped_release unlocked;
+    unwrap(client_.write(key, json, location));
+  }
+
+  std::uint64_t write_parts(std::string_view key, const py::list& parts,
+                            std::string_view location, std::string_view format) {
+    HeldBuffers held(parts);
+    py::gil_scoped_release unlocked;
+    return unwrap(client_.write_parts(key, held.parts(), location, format));
+  }
+
+  // (data, format): data is OwnedBytes for array formats, bytes otherwise.
+  py::tuple read(std::string_view key) {
+    BytesValue value;
+    {
+      py::gil_scoped_release unlocked;
+      value = unwrap(client_.read_bytes(key));
+    }
+    if (is_array_format(value.format)) {
+      return py::make_tuple(OwnedBytes{std::move(value.data)}, value.format);
+    }
+    return py::make_tuple(py::bytes(value.data), value.format);
+  }
+
+  void release(std::string_view key) {
+    py::gil_scoped_release unlocked;
+    unwrap(client_.release(key));
+  }
+
+  std::string move(std::string_view key, std::string_view destination) {
+    py::gil_scoped_release unlocked;
+    unwrap(client_.move(key, destination));
+    return client_.last_response_body();
+  }
+
+  std::string send(std::string_view key, std::string_view target,
+                   std::string_view source_location, bool delete_source, int streams) {
+    py::gil_scoped_release unlocked;
+    SendOptions options{std::string(source_location), delete_source, streams};
+    unwrap(client_.send(key, target, options));
+    return client_.last_response_body();
+  }
+
+  std::string location(std::string_view key) {
+    py::gil_scoped_release unlocked;
+    unwrap(client_.get_location(key));
+    return client_.last_response_body();
+  }
+
+  std::string locations() {
+    py::gil_scoped_release unlocked;
+    unwrap(client_.list_locations());
+    return client_.last_response_body();
+  }
+
+  std::string stats() {
+    py::gil_scoped_release unlocked;
+    return unwrap(client_.stats());
+  }
+
+  std::string set_max_memory(std::string_view size) {
+    py::gil_scoped_release unlocked;
+    unwrap(client_.set_max_memory(size));
+    return client_.last_response_body();
+  }
+
+  std::string health() {
+    py::gil_scoped_release unlocked;
+    return unwrap(client_.health());
+  }
+
+ private:
+  Client client_;
+};
+
+// A value mapped read-only from a server on this machine (a read pointer): the
+// bytes are the server's own, shared, never copied. Unmapped when the last view
+// of it goes.
+class MappedValue {
+ public:
+  MappedValue(SharedValue shared) : format_(shared.format()), size_(shared.size()) {
+    const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    const std::uint64_t start = shared.offset() / page * page;
+    length_ = shared.offset() + shared.size() - start;
+    if (length_ == 0) return;
+    void* base = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED, shared.fd(), static_cast<off_t>(start));
+    if (base == MAP_FAILED) {
+      raise(Error{ErrorCode::kIo, std::string("cannot map the shared value: ") + std::strerror(errno)});
+    }
+    base_ = base;
+    data_ = static_cast<const std::byte*>(base) + (shared.offset() - start);
+  }
+  ~MappedValue() {
+    if (base_ != nullptr) ::munmap(base_, length_);
+  }
+  MappedValue(const MappedValue&) = delete;
+  MappedValue& operator=(const MappedValue&) = delete;
+
+  const std::string& format() const { return format_; }
+  std::uint64_t size() const { return size_; }
+  const std::byte* data() const { return data_; }
+
+ private:
+  std::string format_;
+  std::uint64_t size_ = 0;
+  std::uint64_t length_ = 0;
+  void* base_ = nullptr;
+  const std::byte* data_ = nullptr;
+};
+
+std::unique_ptr<MappedValue> open_mapped(const std::string& socket, const std::string& key,
+                                         const std::string& location) {
+  SharedValue shared;
+  {
+    py::gil_scoped_release unlocked;
+    shared = unwrap(open_read_pointer(socket, key, location));
+  }
+  return std::make_unique<MappedValue>(std::move(shared));
+}
+
+}  // namespace
+
+void bind_client(py::module_& m) {
+  py::class_<PyClient>(m, "Client")
+      .def(py::init<const std::string&, double, double>(), py::arg("address"),
+           py::arg("timeout") = 60.0, py::arg("move_timeout") = 600.0)
+      .def_property_readonly("address", &PyClient::address)
+      .def("write_json", &PyClient::write_json)
+      .def("write_parts", &PyClient::write_parts)
+      .def("read", &PyClient::read)
+      .def("release", &PyClient::release)
+      .def("move", &PyClient::move)
+      .def("send", &PyClient::send)
+      .def("location", &PyClient::location)
+      .def("locations", &PyClient::locations)
+      .def("stats", &PyClient::stats)
+      .def("set_max_memory", &PyClient::set_max_memory)
+      .def("health", &PyClient::health);
+
+  py::class_<MappedValue>(m, "MappedValue", py::buffer_protocol())
+      .def_property_readonly("format", &MappedValue::format)
+      .def("__len__", &MappedValue::size)
+      .def_buffer([](MappedValue& v) {
+        // An empty value still needs a valid pointer.
+        static const std::byte kEmpty{};
+        const void* data = v.size() == 0 ? &kEmpty : v.data();
+        return py::buffer_info(const_cast<void*>(data), 1,
+                               py::format_descriptor<std::uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(v.size())}, {1}, true);
+      });
+  m.def("open_mapped", &open_mapped, py::arg("socket"), py::arg("key"), py::arg("location") = "");
+}
+
+}  // namespace gswarm::python

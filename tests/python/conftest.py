@@ -1,0 +1,46 @@
+"""Fixtures of the Python package's tests: real servers on ephemeral ports, and
+the installed gswarm package (as users import it), checked to be the one just
+built when GSWARM_BUILT_MODULE names the build's native module."""
+
+import filecmp
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
+
+from gswarm_server import Server  # noqa: E402
+
+
+def pytest_configure(config):
+    built = os.environ.get("GSWARM_BUILT_MODULE")
+    if not built:
+        return
+    try:
+        import gswarm._gswarm as native
+    except ImportError as error:
+        pytest.exit(f"the gswarm package is not installed ({error}): run ./scripts/install.sh",
+                    returncode=2)
+    if not filecmp.cmp(native.__file__, built, shallow=False):
+        pytest.exit(f"the installed gswarm package ({native.__file__}) is not the one in the "
+                    "build: run ./scripts/install.sh (./scripts/test.sh does)", returncode=2)
+
+
+def start(tmp_path_factory, name, *extra):
+    root = tmp_path_factory.mktemp(name)
+    return Server(root / "disk", root / "server.log", *extra)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = start(tmp_path_factory, "gswarm")
+    yield srv
+    assert srv.stop() == 0, "the server should exit cleanly on SIGTERM"
+
+
+@pytest.fixture
+def client(server):
+    from gswarm.data import DataServer
+
+    return DataServer(server.address)
