@@ -1,5 +1,6 @@
 """start_server(): the real gswarm server in this Python process."""
 
+import atexit
 import sys
 import threading
 
@@ -52,18 +53,47 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
         with _starting_lock:
             _starting.pop(port, None)
     print(f"gswarm listening on {host}:{bound}", file=sys.stderr, flush=True)
-    if ready is not None:
-        ready(server)
-    if threading.current_thread() is not threading.main_thread():
-        server.run()
-        return
-    # In the main thread the server runs in another one, so that Python still
-    # sees Ctrl-C (its signal handlers run in the main thread only).
-    runner = threading.Thread(target=server.run, name="gswarm-server")
-    runner.start()
+    # The server runs on a thread of its own; this one waits, so that in the main
+    # thread Python still sees Ctrl-C (its signal handlers run there only).
+    done = threading.Event()
+
+    def run():
+        try:
+            server.run()
+        finally:
+            done.set()
+
+    with _running_lock:
+        _running[id(server)] = (server, done)
+    threading.Thread(target=run, name="gswarm-server", daemon=True).start()
     try:
-        while runner.is_alive():
-            runner.join(0.5)
+        if ready is not None:
+            ready(server)
+        while not done.wait(0.5):
+            pass
     except KeyboardInterrupt:
+        server.stop()  # Ctrl-C: stop, and return once stopped
+        done.wait()
+    except BaseException:
         server.stop()
-        runner.join()
+        done.wait()
+        raise
+    finally:
+        with _running_lock:
+            _running.pop(id(server), None)
+
+
+# Servers running in this process, stopped before the interpreter goes away
+# (a server left running in a daemon thread would otherwise outlive it).
+_running = {}
+_running_lock = threading.Lock()
+
+
+@atexit.register
+def _stop_running_servers():
+    with _running_lock:
+        running = list(_running.values())
+    for server, _ in running:
+        server.stop()
+    for _, done in running:
+        done.wait(30)
