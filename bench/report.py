@@ -297,6 +297,42 @@ def main():
                   f"| {d.get('non2xx')} | {d.get('err_connect')}/{d.get('err_read')}/"
                   f"{d.get('err_write')}/{d.get('err_timeout')} |")
             w("")
+    # The Python package.
+    if any(name.startswith("python.") for name in data):
+        w("## Python package (`gswarm.data`)")
+        w("")
+        w("One Python thread (Debian's python3) against the servers of this run. Small values: "
+          "`DataServer.write/read` of 100 random bytes against redis-py `set/get` on the same "
+          "Redis, batches of 1,000 alternating. Arrays: a 256 MiB numpy array written and read "
+          "over HTTP (bytes straight from and into the array's memory) against one iperf3 "
+          "stream; and read with `zero_copy=True` (the server's memory mapped read-only) "
+          "against the HTTP read in the same rounds.")
+        w("")
+        w("| case | gswarm | reference | gswarm / reference |")
+        w("|---|---:|---:|---:|")
+        for name, what in (("python.small_write", "100 B writes"), ("python.small_read", "100 B reads")):
+            if name in data:
+                g, r = num(data, name, "rps"), num(data, name, "peer_rps")
+                w(f"| {what}, ops/s ({int(num(data, name, 'ops') or 0):,} ops); reference redis-py "
+                  f"| {ops(g)} | {ops(r)} | {fmt_ratio(ratio(g, r))} |")
+        iperf = num(data, "iperf3", "Bps")
+        for name, what in (("python.array_write", "256 MiB numpy write"),
+                           ("python.array_read", "256 MiB numpy read")):
+            if name in data:
+                g = num(data, name, "Bps")
+                w(f"| {what}, MB/s ({data[name].get('rounds')} rounds; median round "
+                  f"{mbs(num(data, name, 'median_Bps'))}); reference iperf3 -P 1 | {mbs(g)} "
+                  f"| {mbs(iperf)} | {fmt_ratio(ratio(g, iperf))} |")
+        if "python.zero_copy_read" in data:
+            z = num(data, "python.zero_copy_read", "seconds")
+            h = num(data, "python.zero_copy_read", "peer_seconds")
+            t = num(data, "python.zero_copy_read", "touch_seconds")
+            speedup = h / z if z and h else None
+            w(f"| 256 MiB read, `zero_copy=True`, ms (median); reference the HTTP read | "
+              f"{z * 1000:.3f} | {h * 1000:.1f} | {speedup:,.0f}x faster |" if speedup else "")
+            if t is not None:
+                w(f"| then summing the mapped array (faults its pages in), ms | {t * 1000:.1f} | | |")
+        w("")
     if logs:
         w("## gswarm warnings during the run")
         w("")

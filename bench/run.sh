@@ -32,11 +32,11 @@ large_sizes=(1048576 268435456)
 declare -A large_count=([1048576]=500 [268435456]=8)
 
 log() { printf '%s [bench] %s\n' "$(date +%T)" "$*" >&2; }
-parts=" ${BENCH_PARTS:-large disk send keys small pool} "
+parts=" ${BENCH_PARTS:-large disk send keys small pool python} "
 part() { [[ $parts == *" $1 "* ]]; }
 
 # ---- tools and build -------------------------------------------------------
-./scripts/deps.sh redis-server redis-tools wrk iperf3 curl
+./scripts/deps.sh redis-server redis-tools wrk iperf3 curl python3-redis
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   if [ "$build" = build ]; then
     ./scripts/build.sh
@@ -316,6 +316,11 @@ fi
   echo "env keys=$nkeys"
   echo "env large_rounds_1m=${large_count[1048576]} large_rounds_256m=${large_count[268435456]}"
 } >>"$raw"
+if part python; then
+  # The package from this build tree, with Debian's python3 (numpy, redis-py).
+  PYTHONPATH=$root/$build/python /usr/bin/python3 bench/python.py "$gport" "$rport" >>"$raw"
+fi
+
 # Anything gswarm logged at warning level or above during the run.
 grep -E '\[(warning|error|critical)\]' "$tmp/gswarm.err" | head -20 | sed 's/^/gswarm_log /' >>"$raw" || true
 mkdir -p "$(dirname "$results")"

@@ -178,6 +178,8 @@ struct GatherBody {
   };
 };
 
+constexpr std::size_t kReadBuffer = 64 << 10;
+
 // An HTTP answer; the body itself is kept in Client::Impl::last_body_.
 struct Answer {
   unsigned status = 0;
@@ -289,6 +291,10 @@ class Client::Impl {
     beast::error_code ignored;
     stream_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
     buffer_.clear();
+    // Beast reads at most what the buffer has room for (at least 512 bytes, at
+    // most 64 KiB): room for 64 KiB keeps a large answer from arriving in
+    // thousands of tiny reads, each with its own timer update.
+    buffer_.reserve(kReadBuffer);
     connected_ = true;
     return {};
   }
