@@ -15,6 +15,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -196,6 +197,13 @@ class Client {
   // GET /read_extended/{key} as raw bytes (any format; DRAM only). For JSON values
   // the bytes are the JSON text and the format is "json".
   [[nodiscard]] Result<BytesValue> read_bytes(std::string_view key);
+
+  // The same, received straight from the socket into the memory that
+  // `place(size, format)` returns: exactly `size` bytes, asked for once the
+  // answer's head has arrived (before any byte of the value is stored). Returns
+  // the format. For large values read into memory the caller keeps.
+  using PlaceFn = std::function<std::span<std::byte>(std::uint64_t size, std::string_view format)>;
+  [[nodiscard]] Result<std::string> read_bytes_into(std::string_view key, const PlaceFn& place);
 
   // DELETE /release/{key}: removes the key from every location.
   [[nodiscard]] Result<void> release(std::string_view key);

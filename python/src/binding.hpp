@@ -40,10 +40,31 @@ inline void unwrap(Result<void> result) {
   if (!result) raise(result.error());
 }
 
-// Bytes that C++ owns (an HTTP answer's body), lent to Python through the buffer
-// protocol: numpy arrays decoded from them are views, not copies.
-struct OwnedBytes {
-  std::string data;
+// A buffer_info of `size` bytes at `data` (an empty one still gets a valid pointer).
+inline py::buffer_info byte_buffer(const std::byte* data, std::size_t size, bool readonly) {
+  static const std::byte kEmpty{};
+  void* at = const_cast<std::byte*>(size == 0 ? &kEmpty : data);
+  return py::buffer_info(at, 1, py::format_descriptor<std::uint8_t>::format(), 1,
+                         {static_cast<py::ssize_t>(size)}, {1}, readonly);
+}
+
+// Memory C++ owns and lends to Python through the buffer protocol (numpy arrays
+// decoded from it are views, not copies): a value received from the socket.
+// Large ones get a mapping of their own with transparent huge pages, so that
+// filling fresh memory costs few page faults and the receive runs near socket speed.
+class OwnedBytes {
+ public:
+  explicit OwnedBytes(std::size_t size);
+  ~OwnedBytes();
+  OwnedBytes(const OwnedBytes&) = delete;
+  OwnedBytes& operator=(const OwnedBytes&) = delete;
+  std::span<std::byte> bytes() { return {data_, size_}; }
+
+ private:
+  std::unique_ptr<std::byte[]> heap_;
+  void* mapping_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
 };
 
 // Python buffers (bytes, numpy arrays...) held while the GIL is released: each

@@ -50,17 +50,36 @@ class PyClient {
     return unwrap(client_.write_parts(key, held.parts(), location, format));
   }
 
-  // (data, format): data is OwnedBytes for array formats, bytes otherwise.
+  // (data, format): data is OwnedBytes for array formats, bytes otherwise; the
+  // value's bytes are received straight into either.
   py::tuple read(std::string_view key) {
-    BytesValue value;
+    std::unique_ptr<OwnedBytes> owned;
+    py::object bytes;
+    std::string format;
     {
       py::gil_scoped_release unlocked;
-      value = unwrap(client_.read_bytes(key));
+      format = unwrap(client_.read_bytes_into(
+          key, [&](std::uint64_t size, std::string_view tag) -> std::span<std::byte> {
+            if (is_array_format(tag)) {
+              try {
+                owned = std::make_unique<OwnedBytes>(size);
+              } catch (const std::bad_alloc&) {
+                return {};  // no memory: the read fails
+              }
+              return owned->bytes();
+            }
+            py::gil_scoped_acquire locked;
+            PyObject* made = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(size));
+            if (made == nullptr) {
+              PyErr_Clear();
+              return {};  // no memory: the read fails
+            }
+            bytes = py::reinterpret_steal<py::object>(made);
+            return {reinterpret_cast<std::byte*>(PyBytes_AS_STRING(made)), size};
+          }));
     }
-    if (is_array_format(value.format)) {
-      return py::make_tuple(OwnedBytes{std::move(value.data)}, value.format);
-    }
-    return py::make_tuple(py::bytes(value.data), value.format);
+    if (owned) return py::make_tuple(py::cast(std::move(owned)), format);
+    return py::make_tuple(std::move(bytes), format);
   }
 
   void release(std::string_view key) {
@@ -181,14 +200,7 @@ void bind_client(py::module_& m) {
   py::class_<MappedValue>(m, "MappedValue", py::buffer_protocol())
       .def_property_readonly("format", &MappedValue::format)
       .def("__len__", &MappedValue::size)
-      .def_buffer([](MappedValue& v) {
-        // An empty value still needs a valid pointer.
-        static const std::byte kEmpty{};
-        const void* data = v.size() == 0 ? &kEmpty : v.data();
-        return py::buffer_info(const_cast<void*>(data), 1,
-                               py::format_descriptor<std::uint8_t>::format(), 1,
-                               {static_cast<py::ssize_t>(v.size())}, {1}, true);
-      });
+      .def_buffer([](MappedValue& v) { return byte_buffer(v.data(), v.size(), true); });
   m.def("open_mapped", &open_mapped, py::arg("socket"), py::arg("key"), py::arg("location") = "");
 }
 

@@ -202,12 +202,8 @@ void bind_engine(py::module_& m) {
   py::class_<ValueBuffer>(m, "ValueBuffer", py::buffer_protocol())
       .def("__len__", [](const ValueBuffer& b) { return b.view.extent->size(); })
       .def_buffer([](ValueBuffer& b) {
-        static const std::byte kEmpty{};
         auto bytes = b.view.bytes();
-        const void* data = bytes.empty() ? &kEmpty : bytes.data();
-        return py::buffer_info(const_cast<void*>(data), 1,
-                               py::format_descriptor<std::uint8_t>::format(), 1,
-                               {static_cast<py::ssize_t>(bytes.size())}, {1}, true);
+        return byte_buffer(bytes.data(), bytes.size(), true);
       });
 
   py::class_<PyEngine>(m, "Engine")

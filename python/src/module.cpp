@@ -1,11 +1,35 @@
 // gswarm._gswarm: the native half of the gswarm Python package. gswarm.data
 // wraps it; users never import it directly.
+#include <sys/mman.h>
+
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "binding.hpp"
 
 namespace gswarm::python {
+
+namespace {
+constexpr std::size_t kMapAtLeast = 1 << 20;
+}  // namespace
+
+OwnedBytes::OwnedBytes(std::size_t size) : size_(size) {
+  if (size >= kMapAtLeast) {
+    void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (at != MAP_FAILED) {
+      ::madvise(at, size, MADV_HUGEPAGE);  // a hint: fine when unsupported
+      mapping_ = at;
+      data_ = static_cast<std::byte*>(at);
+      return;
+    }
+  }
+  heap_ = std::make_unique_for_overwrite<std::byte[]>(size);
+  data_ = heap_.get();
+}
+
+OwnedBytes::~OwnedBytes() {
+  if (mapping_ != nullptr) ::munmap(mapping_, size_);
+}
 
 HeldBuffers::HeldBuffers(const py::list& objects) {
   views_.reserve(objects.size());
@@ -36,10 +60,9 @@ PYBIND11_MODULE(_gswarm, m) {
 
   py::class_<gswarm::python::OwnedBytes>(m, "OwnedBytes", py::buffer_protocol())
       .def_buffer([](gswarm::python::OwnedBytes& b) {
-        return py::buffer_info(b.data.data(), 1, py::format_descriptor<std::uint8_t>::format(), 1,
-                               {static_cast<py::ssize_t>(b.data.size())}, {1}, false);
+        return gswarm::python::byte_buffer(b.bytes().data(), b.bytes().size(), false);
       })
-      .def("__len__", [](const gswarm::python::OwnedBytes& b) { return b.data.size(); });
+      .def("__len__", [](gswarm::python::OwnedBytes& b) { return b.bytes().size(); });
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {

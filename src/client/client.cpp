@@ -7,6 +7,7 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
@@ -224,6 +225,78 @@ class Client::Impl {
     return j;
   }
 
+  // Sends a GET for a raw value and receives its body straight from the socket
+  // into the memory `place` gives (bytes Beast already buffered are copied; the
+  // rest is read in place). Error answers (status >= 400) are read into
+  // last_body_ and returned as their Error. Returns the format header's value.
+  Result<std::string> receive_into(http::request<http::empty_body>& req, milliseconds timeout,
+                                   const Client::PlaceFn& place) {
+    req.set(http::field::host, target_.host);
+    req.keep_alive(true);
+    req.prepare_payload();
+    last_body_.clear();
+    for (int attempt = 0;; ++attempt) {
+      bool reused = connected_;
+      if (!connected_) {
+        if (auto connected = connect(timeout); !connected) return tl::unexpected(connected.error());
+      }
+      stream_.expires_after(timeout);
+      beast::error_code ec =
+          run([&](auto handler) { http::async_write(stream_, req, std::move(handler)); });
+      http::response_parser<http::buffer_body> parser;
+      parser.body_limit(boost::none);
+      if (!ec) {
+        ec = run([&](auto handler) {
+          http::async_read_header(stream_, buffer_, parser, std::move(handler));
+        });
+      }
+      if (ec) {
+        bool stale = !parser.got_some() && is_stale_connection_error(ec);
+        close();
+        if (reused && stale && attempt == 0) continue;
+        return tl::unexpected(connection_error(ec, timeout));
+      }
+      auto& head = parser.get();
+      const unsigned status = head.result_int();
+      const std::uint64_t size = parser.content_length().value_or(0);
+      if (!parser.content_length() && !parser.is_done()) {
+        close();
+        return make_error(ErrorCode::kProtocol, "server answered a value without Content-Length");
+      }
+      std::string format;
+      if (auto it = head.find(kFormatHeader); it != head.end()) format = std::string(it->value());
+      const bool keep_alive = head.keep_alive();
+      std::span<std::byte> into;
+      if (status >= 400) {
+        last_body_.resize(size);
+        into = std::as_writable_bytes(std::span<char>(last_body_.data(), last_body_.size()));
+      } else {
+        into = place(size, format.empty() ? "bytes" : format);
+        if (into.size() != size) {
+          close();
+          return make_error(ErrorCode::kInternal, "the value's memory is not the value's size");
+        }
+      }
+      // Body bytes that arrived with the head, then the rest straight into place.
+      const std::size_t buffered = std::min<std::size_t>(buffer_.size(), size);
+      asio::buffer_copy(asio::buffer(into.data(), buffered), buffer_.data());
+      buffer_.consume(buffered);
+      if (buffered < size) {
+        ec = run([&](auto handler) {
+          asio::async_read(stream_, asio::buffer(into.data() + buffered, size - buffered),
+                           std::move(handler));
+        });
+        if (ec) {
+          close();
+          return tl::unexpected(connection_error(ec, timeout));
+        }
+      }
+      if (!keep_alive || buffer_.size() != 0) close();
+      if (status >= 400) return tl::unexpected(error_from_answer(status, last_body_));
+      return format.empty() ? std::string("bytes") : format;
+    }
+  }
+
   // Sends `req` and reads the whole answer into last_body_. Error answers (status
   // >= 400) are returned as their Error. A reused connection that turns out to have
   // been closed by the server is reopened and the request sent once more: the
@@ -248,14 +321,18 @@ class Client::Impl {
       }
       close();
       if (reused && stale && attempt == 0) continue;
-      if (ec == beast::error::timeout) {
-        return make_error(ErrorCode::kTimeout,
-                          fmt::format("no answer from {} within {} s", address_,
-                                      std::chrono::duration<double>(timeout).count()));
-      }
-      return make_error(ErrorCode::kConnection,
-                        fmt::format("connection to {} failed: {}", address_, ec.message()));
+      return tl::unexpected(connection_error(ec, timeout));
     }
+  }
+
+  Error connection_error(const beast::error_code& ec, milliseconds timeout) const {
+    if (ec == beast::error::timeout) {
+      return Error{ErrorCode::kTimeout,
+                   fmt::format("no answer from {} within {} s", address_,
+                               std::chrono::duration<double>(timeout).count())};
+    }
+    return Error{ErrorCode::kConnection,
+                 fmt::format("connection to {} failed: {}", address_, ec.message())};
   }
 
  private:
@@ -421,6 +498,13 @@ Result<BytesValue> Client::read_bytes(std::string_view key) {
   auto answer = impl_->send(req, impl_->options().timeout);
   if (!answer) return tl::unexpected(answer.error());
   return BytesValue{impl_->take_last_body(), answer->format.empty() ? "bytes" : answer->format};
+}
+
+Result<std::string> Client::read_bytes_into(std::string_view key, const PlaceFn& place) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  http::request<http::empty_body> req{http::verb::get, "/read_extended/" + url_encode(key), 11};
+  req.set(http::field::accept, "application/octet-stream");
+  return impl_->receive_into(req, impl_->options().timeout, place);
 }
 
 Result<void> Client::release(std::string_view key) {

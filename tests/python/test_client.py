@@ -359,3 +359,19 @@ def test_blocking_calls_release_the_gil(slow_mover):
     mover.join()
     assert c.get_location("gil:value")["location"] == "disk"
     assert counted > 10000
+
+
+def test_large_values_are_received_whole(client):
+    # Above 1 MiB arrays land in a mapping of their own; bytes in the bytes object.
+    array = np.random.default_rng(3).random(3 * 1024 * 1024 // 8 + 5)
+    client.write("large:array", array)
+    back = client.read("large:array")
+    np.testing.assert_array_equal(back, array)
+    back[0] = -1.0  # writable, and not the server's memory
+    np.testing.assert_array_equal(client.read("large:array")[1:], array[1:])
+    data = np.random.default_rng(4).bytes(5 * 1024 * 1024 + 3)
+    client.write("large:bytes", data)
+    assert client.read("large:bytes") == data
+    # The connection is still in step after large answers and errors.
+    assert client.read("large:missing") is None
+    assert client.read("large:bytes") == data

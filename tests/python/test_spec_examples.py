@@ -14,6 +14,7 @@ with GPU locations replaced by host ones, so every other line runs too. (The
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -284,7 +285,20 @@ def execute(code, namespace, replacements):
     return namespace
 
 
-def run_example(code, namespace, replacements, gpu, gpu_failure=DeviceUnavailableError):
+def wait_until_idle(address):
+    """Waits for moves a failed run left behind (asyncio.gather returns at the
+    first failure; the other moves go on)."""
+    client = DataServer(address)
+    for _ in range(3000):
+        stats = client.get_stats()
+        if stats["active_moves"] == 0 and stats["queued_moves"] == 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError("moves still running after 30 s")
+
+
+def run_example(code, namespace, replacements, gpu, address,
+                gpu_failure=DeviceUnavailableError):
     """Runs `code` as written; without GPUs, checks that it fails at its first GPU
     line with `gpu_failure`, then runs it with host locations instead."""
     if gpu:
@@ -292,6 +306,7 @@ def run_example(code, namespace, replacements, gpu, gpu_failure=DeviceUnavailabl
     with pytest.raises(gpu_failure) as caught:
         execute(code, dict(namespace), replacements)
     assert "device" in str(caught.value) or "CUDA" in str(caught.value)
+    wait_until_idle(address)
     return execute(code, dict(namespace), replacements + WITHOUT_GPU)
 
 
@@ -341,7 +356,7 @@ def test_advanced_async_example(cluster):
         client.write(f"dataset{i}", np.full(1000, i))
     namespace = {"tensor_data": torch.arange(100)}
     gpu = has_gpu(node1.address)
-    ns = run_example(ADVANCED, namespace, addresses(cluster), gpu)
+    ns = run_example(ADVANCED, namespace, addresses(cluster), gpu, node1.address)
     assert len(ns["results"]) == 3
     assert client.get_location("dataset3")["location"] == "pinned_dram"
     assert ns["read_pointer"] is not None
@@ -352,7 +367,7 @@ def test_complex_types_example(cluster):
     namespace = {"DataServer": DataServer}
     gpu = has_gpu(node1.address)
     # Without CUDA, torch itself refuses .cuda() before gswarm is asked anything.
-    ns = run_example(COMPLEX, namespace, addresses(cluster), gpu,
+    ns = run_example(COMPLEX, namespace, addresses(cluster), gpu, node1.address,
                      gpu_failure=(AssertionError, RuntimeError))
     assert torch.equal(ns["embeddings"], ns["tensor"].cpu())
     client = DataServer(node1.address)
@@ -365,7 +380,8 @@ def test_nvlink_example(cluster):
     node1, node2 = cluster
     namespace = {"load_model_weights": lambda: torch.randn(1024, 1024),
                  "model_shards": [np.full(4096, i, dtype=np.float32) for i in range(8)]}
-    ns = run_example(NVLINK, namespace, addresses(cluster), has_gpu(node1.address))
+    ns = run_example(NVLINK, namespace, addresses(cluster), has_gpu(node1.address),
+                     node1.address)
     assert ns["result"]["method"] in ("standard", "nvlink", "p2p")
     target = DataServer(node2.address)
     for i, shard in enumerate(namespace["model_shards"]):

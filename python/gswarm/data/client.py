@@ -13,7 +13,7 @@ import warnings
 
 from gswarm import _gswarm
 from gswarm.data import values
-from gswarm.data.errors import NotFoundError, WrongLocationError
+from gswarm.data.errors import GswarmConnectionError, NotFoundError, WrongLocationError
 
 DEFAULT_ADDRESS = "localhost:9015"
 
@@ -136,8 +136,13 @@ class DataServer:
                 raise WrongLocationError(
                     f"the server at {self.address} lends no read pointers (is it on another "
                     "machine?); read without zero_copy")
+            try:
+                mapped = _gswarm.open_mapped(pointer["socket"], key, "dram")
+            except GswarmConnectionError as error:
+                raise GswarmConnectionError(
+                    f"zero_copy reads need the server on this machine: {self.address} lends its "
+                    f"memory to local processes only ({error}); read without zero_copy") from None
             self._read_socket = pointer["socket"]
-            mapped = _gswarm.open_mapped(self._read_socket, key, "dram")
         if mapped.format == values.BYTES:
             return memoryview(mapped)
         return values.decode(mapped, mapped.format)
