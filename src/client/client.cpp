@@ -1,5 +1,8 @@
 #include <gswarm/client.hpp>
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <atomic>
 #include <optional>
 #include <utility>
@@ -7,7 +10,6 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
@@ -180,6 +182,8 @@ struct GatherBody {
 };
 
 constexpr std::size_t kReadBuffer = 64 << 10;
+constexpr std::size_t kLargeRead = 1 << 20;
+constexpr std::uint64_t kDirectRequest = 16 << 10;
 
 // An HTTP answer; the body itself is kept in Client::Impl::last_body_.
 struct Answer {
@@ -240,16 +244,11 @@ class Client::Impl {
       if (!connected_) {
         if (auto connected = connect(timeout); !connected) return tl::unexpected(connected.error());
       }
-      stream_.expires_after(timeout);
-      beast::error_code ec =
-          run([&](auto handler) { http::async_write(stream_, req, std::move(handler)); });
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      beast::error_code ec = write_request(req, timeout);
       http::response_parser<http::buffer_body> parser;
       parser.body_limit(boost::none);
-      if (!ec) {
-        ec = run([&](auto handler) {
-          http::async_read_header(stream_, buffer_, parser, std::move(handler));
-        });
-      }
+      if (!ec) ec = read_answer(parser, deadline, true);
       if (ec) {
         bool stale = !parser.got_some() && is_stale_connection_error(ec);
         close();
@@ -281,15 +280,15 @@ class Client::Impl {
       const std::size_t buffered = std::min<std::size_t>(buffer_.size(), size);
       asio::buffer_copy(asio::buffer(into.data(), buffered), buffer_.data());
       buffer_.consume(buffered);
-      if (buffered < size) {
-        ec = run([&](auto handler) {
-          asio::async_read(stream_, asio::buffer(into.data() + buffered, size - buffered),
-                           std::move(handler));
-        });
+      for (std::size_t at = buffered; at < size;) {
+        std::size_t n = 0;
+        ec = receive_some(into.subspan(at), deadline, n);
+        if (!ec && n == 0) ec = http::error::partial_message;
         if (ec) {
           close();
           return tl::unexpected(connection_error(ec, timeout));
         }
+        at += n;
       }
       if (!keep_alive || buffer_.size() != 0) close();
       if (status >= 400) return tl::unexpected(error_from_answer(status, last_body_));
@@ -388,9 +387,8 @@ class Client::Impl {
   template <typename Body>
   std::optional<Answer> exchange(http::request<Body>& req, milliseconds timeout,
                                  beast::error_code& ec, bool& stale) {
-    stream_.expires_after(timeout);
-    beast::error_code write_ec =
-        run([&](auto handler) { http::async_write(stream_, req, std::move(handler)); });
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    beast::error_code write_ec = write_request(req, timeout);
     if (write_ec == beast::error::timeout) {
       ec = write_ec;
       return std::nullopt;
@@ -399,8 +397,7 @@ class Client::Impl {
     // (an error for an oversized body, say), and that answer is the useful one.
     http::response_parser<http::string_body> parser;
     parser.body_limit(boost::none);
-    beast::error_code read_ec =
-        run([&](auto handler) { http::async_read(stream_, buffer_, parser, std::move(handler)); });
+    beast::error_code read_ec = read_answer(parser, deadline);
     if (read_ec) {
       ec = write_ec ? write_ec : read_ec;
       stale = !parser.got_some() && is_stale_connection_error(ec);
@@ -415,6 +412,83 @@ class Client::Impl {
     last_body_ = std::move(response.body());
     if (write_ec || !response.keep_alive()) close();
     return answer;
+  }
+
+  // A request up to kDirectRequest goes out with one blocking send: the socket's
+  // send queue is empty between calls (every answer was read whole), so it cannot
+  // block. Larger ones take the asynchronous path, whose timer also covers a
+  // server that stops reading.
+  template <typename Body>
+  beast::error_code write_request(http::request<Body>& req, milliseconds timeout) {
+    auto size = req.payload_size();
+    if (size && *size <= kDirectRequest) {
+      beast::error_code ec;
+      http::write(stream_.socket(), req, ec);
+      return ec;
+    }
+    stream_.expires_after(timeout);
+    return run([&](auto handler) { http::async_write(stream_, req, std::move(handler)); });
+  }
+
+  // Reads an answer with poll() and recv() until `deadline`: fewer system calls
+  // than the io_context's timers and epoll for what is mostly one small packet.
+  // With `head_only`, stops once the head is parsed: the body's first bytes may
+  // then wait in buffer_.
+  template <typename Parser>
+  beast::error_code read_answer(Parser& parser, std::chrono::steady_clock::time_point deadline,
+                                bool head_only = false) {
+    beast::error_code ec;
+    for (;;) {
+      if (buffer_.size() > 0) {
+        const std::size_t used = parser.put(buffer_.data(), ec);
+        buffer_.consume(used);
+        if (ec == http::error::need_more) {
+          ec = {};
+        } else if (ec) {
+          return ec;
+        }
+        if (parser.is_done() || (head_only && parser.is_header_done())) return {};
+        if (used > 0 && buffer_.size() > 0) continue;
+      }
+      // Room for 64 KiB, or 1 MiB while much of a large body is still to come.
+      const bool large = parser.content_length_remaining().value_or(0) > kReadBuffer;
+      auto space = buffer_.prepare(large ? kLargeRead : kReadBuffer);
+      std::size_t n = 0;
+      if (auto got = receive_some({static_cast<std::byte*>(space.data()), space.size()}, deadline, n);
+          got) {
+        return got;
+      }
+      if (n == 0) {
+        if (!parser.got_some()) return http::error::end_of_stream;
+        parser.put_eof(ec);
+        return ec ? ec : (parser.is_done() ? beast::error_code{} : http::error::partial_message);
+      }
+      buffer_.commit(n);
+    }
+  }
+
+  // Waits for bytes until `deadline` and receives what is there into `into`;
+  // `n` = 0 at the end of the stream.
+  beast::error_code receive_some(std::span<std::byte> into,
+                                 std::chrono::steady_clock::time_point deadline, std::size_t& n) {
+    const int fd = stream_.socket().native_handle();
+    for (;;) {
+      const auto left =
+          std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return beast::error::timeout;
+      pollfd wait{fd, POLLIN, 0};
+      const int ready =
+          ::poll(&wait, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+      if (ready < 0 && errno != EINTR) return {errno, beast::system_category()};
+      if (ready <= 0) continue;  // interrupted, or the deadline: checked above
+      const ssize_t got = ::recv(fd, into.data(), into.size(), MSG_DONTWAIT);
+      if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
+        return {errno, beast::system_category()};
+      }
+      n = static_cast<std::size_t>(got);
+      return {};
+    }
   }
 
   std::string address_;

@@ -35,10 +35,11 @@ class DiskTierTest : public ::testing::Test {
     EXPECT_TRUE((*e)->seal());
     return std::move(*e);
   }
+  // Value files and temporaries (not the root's lock file).
   std::vector<fs::path> files(const fs::path& under = {}) {
     std::vector<fs::path> out;
     for (auto& f : fs::recursive_directory_iterator(under.empty() ? root_ : root_ / under)) {
-      if (f.is_regular_file()) out.push_back(f.path());
+      if (f.is_regular_file() && f.path() != root_ / "lock") out.push_back(f.path());
     }
     return out;
   }
@@ -102,6 +103,16 @@ TEST_F(DiskTierTest, VerifyCatchesPayloadCorruption) {
   auto bad = e->verify(bytes(copy));
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kIo);
+}
+
+TEST_F(DiskTierTest, ARootServesOneTierAtATime) {
+  auto first = open();
+  auto second = DiskTier::open(root_, 0);
+  ASSERT_FALSE(second);
+  EXPECT_EQ(second.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(second.error().message.find("in use by another gswarm process"), std::string::npos);
+  first.reset();
+  EXPECT_TRUE(DiskTier::open(root_, 0));  // free again once the first is gone
 }
 
 TEST_F(DiskTierTest, LimitIsCheckedBeforeWriting) {
