@@ -229,21 +229,33 @@ class Client::Impl {
     return j;
   }
 
+  // What every request carries.
+  template <typename Body>
+  void prepare(http::request<Body>& req) {
+    req.set(http::field::host, target_.host);
+    req.keep_alive(true);
+    req.prepare_payload();
+    last_body_.clear();
+  }
+
+  // Connects unless connected; true when the connection was already open (and so
+  // may turn out to have been closed by the server meanwhile).
+  Result<bool> open(milliseconds timeout) {
+    if (connected_) return true;
+    if (auto connected = connect(timeout); !connected) return tl::unexpected(connected.error());
+    return false;
+  }
+
   // Sends a GET for a raw value and receives its body straight from the socket
   // into the memory `place` gives (bytes Beast already buffered are copied; the
   // rest is read in place). Error answers (status >= 400) are read into
   // last_body_ and returned as their Error. Returns the format header's value.
   Result<std::string> receive_into(http::request<http::empty_body>& req, milliseconds timeout,
                                    const Client::PlaceFn& place) {
-    req.set(http::field::host, target_.host);
-    req.keep_alive(true);
-    req.prepare_payload();
-    last_body_.clear();
+    prepare(req);
     for (int attempt = 0;; ++attempt) {
-      bool reused = connected_;
-      if (!connected_) {
-        if (auto connected = connect(timeout); !connected) return tl::unexpected(connected.error());
-      }
+      auto reused = open(timeout);
+      if (!reused) return tl::unexpected(reused.error());
       const auto deadline = std::chrono::steady_clock::now() + timeout;
       beast::error_code ec = write_request(req, timeout);
       http::response_parser<http::buffer_body> parser;
@@ -252,7 +264,7 @@ class Client::Impl {
       if (ec) {
         bool stale = !parser.got_some() && is_stale_connection_error(ec);
         close();
-        if (reused && stale && attempt == 0) continue;
+        if (*reused && stale && attempt == 0) continue;
         return tl::unexpected(connection_error(ec, timeout));
       }
       auto& head = parser.get();
@@ -302,15 +314,10 @@ class Client::Impl {
   // server never saw it, so even a POST is safe to repeat.
   template <typename Body>
   Result<Answer> send(http::request<Body>& req, milliseconds timeout) {
-    req.set(http::field::host, target_.host);
-    req.keep_alive(true);
-    req.prepare_payload();
-    last_body_.clear();
+    prepare(req);
     for (int attempt = 0;; ++attempt) {
-      bool reused = connected_;
-      if (!connected_) {
-        if (auto connected = connect(timeout); !connected) return tl::unexpected(connected.error());
-      }
+      auto reused = open(timeout);
+      if (!reused) return tl::unexpected(reused.error());
       beast::error_code ec;
       bool stale = false;
       std::optional<Answer> answer = exchange(req, timeout, ec, stale);
@@ -319,7 +326,7 @@ class Client::Impl {
         return *answer;
       }
       close();
-      if (reused && stale && attempt == 0) continue;
+      if (*reused && stale && attempt == 0) continue;
       return tl::unexpected(connection_error(ec, timeout));
     }
   }

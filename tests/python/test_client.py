@@ -300,8 +300,9 @@ def test_zero_copy_read_maps_the_value_without_copying(client):
     assert client.read("zc:json", zero_copy=True) == {"j": 1}
     assert client.read("zc:missing", zero_copy=True) is None
     client.write("zc:disk", b"d", location="disk")
-    with pytest.raises(WrongLocationError):
+    with pytest.raises(WrongLocationError) as caught:
         client.read("zc:disk", zero_copy=True)
+    assert str(caught.value).count("client.move") == 1
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import warnings
 
 from gswarm import _gswarm
 from gswarm.data import values
-from gswarm.data.errors import GswarmConnectionError, NotFoundError, WrongLocationError
+from gswarm.data.errors import (GswarmConnectionError, GswarmError, NotFoundError,
+                                WrongLocationError)
 
 DEFAULT_ADDRESS = "localhost:9015"
 
@@ -112,6 +113,8 @@ class DataServer:
         except NotFoundError:
             return None
         except WrongLocationError as error:
+            if zero_copy:
+                raise  # its message already names the Python call
             raise _with_python_hint(error, key) from None
         return values.decode(data, format)
 
@@ -120,10 +123,10 @@ class DataServer:
         if self._read_socket is not None:
             try:
                 mapped = _gswarm.open_mapped(self._read_socket, key, "dram")
-            except (NotFoundError, WrongLocationError):
+            except NotFoundError:
                 raise
-            except Exception:
-                self._read_socket = None  # the server restarted: ask for its socket again
+            except GswarmError:
+                mapped = None  # not in dram, or the server restarted: ask the server
         if mapped is None:
             where = json.loads(self._client().location(key))
             if where["location"] != "dram":
