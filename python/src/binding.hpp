@@ -51,7 +51,8 @@ inline py::buffer_info byte_buffer(const std::byte* data, std::size_t size, bool
 // Memory C++ owns and lends to Python through the buffer protocol (numpy arrays
 // decoded from it are views, not copies): a value received from the socket.
 // Large ones get a mapping of their own with transparent huge pages, so that
-// filling fresh memory costs few page faults and the receive runs near socket speed.
+// filling fresh memory costs few page faults and the receive runs near socket
+// speed; a few dropped ones are kept for reuse (module.cpp).
 class OwnedBytes {
  public:
   explicit OwnedBytes(std::size_t size);
@@ -63,6 +64,7 @@ class OwnedBytes {
  private:
   std::unique_ptr<std::byte[]> heap_;
   void* mapping_ = nullptr;
+  std::size_t mapping_length_ = 0;
   std::byte* data_ = nullptr;
   std::size_t size_ = 0;
 };

@@ -133,7 +133,7 @@ class PyEngine {
     server::LocalAnswer answer;
     {
       py::gil_scoped_release unlocked;
-      server::Context ctx{store(), server::Limits{}};
+      server::Context ctx{.store = store()};
       answer = server::call_local(handler, std::move(req), ctx);
     }
     if (answer.status >= 400) {

@@ -2,6 +2,10 @@
 // wraps it; users never import it directly.
 #include <sys/mman.h>
 
+#include <mutex>
+#include <utility>
+#include <vector>
+
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -10,15 +14,65 @@
 namespace gswarm::python {
 
 namespace {
-constexpr std::size_t kMapAtLeast = 1 << 20;
+
+constexpr std::size_t kMapAtLeast = 1 << 20;   // smaller values live on the heap
+constexpr std::size_t kHugePage = 2 << 20;
+constexpr std::size_t kKeepAtLeast = 64 << 20;  // mappings worth keeping for reuse
+constexpr std::size_t kKeptMappings = 2;
+constexpr std::size_t kKeptBytes = std::size_t{1} << 30;
+
+// Large receive mappings whose arrays Python dropped, kept for the next read of
+// the same size: their pages are mostly still there, so that read fills them at
+// socket speed rather than page-fault speed. At most two, 1 GiB in all, and
+// their pages are given back lazily (MADV_FREE): the kernel takes them when it
+// needs memory.
+class KeptMappings {
+ public:
+  void* take(std::size_t length) {
+    std::lock_guard lock(mutex_);
+    for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+      if (it->second != length) continue;
+      void* at = it->first;
+      bytes_ -= length;
+      kept_.erase(it);
+      return at;
+    }
+    return nullptr;
+  }
+  bool keep(void* at, std::size_t length) {
+    if (length < kKeepAtLeast) return false;
+    std::lock_guard lock(mutex_);
+    if (kept_.size() >= kKeptMappings || bytes_ + length > kKeptBytes) return false;
+    ::madvise(at, length, MADV_FREE);
+    kept_.emplace_back(at, length);
+    bytes_ += length;
+    return true;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::pair<void*, std::size_t>> kept_;
+  std::size_t bytes_ = 0;
+};
+
+KeptMappings& kept_mappings() {
+  static auto* kept = new KeptMappings;  // never destroyed: arrays may outlive exit's destructors
+  return *kept;
+}
+
 }  // namespace
 
 OwnedBytes::OwnedBytes(std::size_t size) : size_(size) {
   if (size >= kMapAtLeast) {
-    void* at = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    const std::size_t length = (size + kHugePage - 1) / kHugePage * kHugePage;
+    void* at = kept_mappings().take(length);
+    if (at == nullptr) {
+      at = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (at != MAP_FAILED) ::madvise(at, length, MADV_HUGEPAGE);  // a hint: fine when unsupported
+    }
     if (at != MAP_FAILED) {
-      ::madvise(at, size, MADV_HUGEPAGE);  // a hint: fine when unsupported
       mapping_ = at;
+      mapping_length_ = length;
       data_ = static_cast<std::byte*>(at);
       return;
     }
@@ -28,7 +82,9 @@ OwnedBytes::OwnedBytes(std::size_t size) : size_(size) {
 }
 
 OwnedBytes::~OwnedBytes() {
-  if (mapping_ != nullptr) ::munmap(mapping_, size_);
+  if (mapping_ != nullptr && !kept_mappings().keep(mapping_, mapping_length_)) {
+    ::munmap(mapping_, mapping_length_);
+  }
 }
 
 HeldBuffers::HeldBuffers(const py::list& objects) {
