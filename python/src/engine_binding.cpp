@@ -133,7 +133,8 @@ class PyEngine {
     server::LocalAnswer answer;
     {
       py::gil_scoped_release unlocked;
-      server::Context ctx{.store = store()};
+      // No server around it: no buffer accounting, node name, cluster or pool.
+      server::Context ctx{store(), {}, {}, nullptr, nullptr, nullptr, nullptr, nullptr};
       answer = server::call_local(handler, std::move(req), ctx);
     }
     if (answer.status >= 400) {
