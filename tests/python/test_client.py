@@ -80,6 +80,16 @@ def test_non_contiguous_arrays_round_trip(client, make):
     np.testing.assert_array_equal(client.read("np:strided"), array)
 
 
+def test_memory_mapped_arrays_are_stored_as_arrays(client, tmp_path):
+    mapped = np.memmap(tmp_path / "weights.bin", dtype=np.float32, mode="w+", shape=(64, 8))
+    mapped[:] = np.arange(512, dtype=np.float32).reshape(64, 8)
+    client.write("np:memmap", mapped)
+    assert client.get_location("np:memmap")["format"] == "npy"
+    back = client.read("np:memmap")
+    assert type(back) is np.ndarray
+    np.testing.assert_array_equal(back, mapped)
+
+
 def test_npy_values_load_with_numpy(client, server):
     array = np.arange(6, dtype=np.int64).reshape(2, 3).T
     client.write("np:file", array)
@@ -118,12 +128,20 @@ def test_bytes_round_trip_as_bytes(client, value):
 @pytest.mark.parametrize("value", [
     Config("llama-7b", (32, 4096)), {1, 2, 3}, float("nan"), {"t": (1, 2), 1: "int key", b"b": 2},
     [np.arange(3)],  # an array inside a list: pickled whole
-], ids=["dataclass", "set", "nan", "non-json-keys", "list-of-arrays"])
+    np.ma.masked_array([1, 2, 3], mask=[0, 1, 0]),  # more than bytes: the mask
+    torch.eye(3).to_sparse(),  # not strided memory
+], ids=["dataclass", "set", "nan", "non-json-keys", "list-of-arrays", "masked-array",
+        "sparse-tensor"])
 def test_other_objects_are_pickled_by_the_client(client, value):
     client.write("obj:value", value)
     back = client.read("obj:value")
     assert client.get_location("obj:value")["format"] == "pickle"
-    assert pickle.dumps(back) == pickle.dumps(value)
+    if isinstance(value, torch.Tensor):
+        assert torch.equal(back.to_dense(), value.to_dense())
+    elif isinstance(value, np.ma.MaskedArray):
+        assert back.mask.tolist() == value.mask.tolist() and back.tolist() == value.tolist()
+    else:
+        assert pickle.dumps(back) == pickle.dumps(value)
 
 
 def test_values_of_the_original_client_read_back_and_the_other_way_round(client, server):

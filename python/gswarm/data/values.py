@@ -6,9 +6,9 @@ value                format tag  bytes
 JSON-compatible      ``json``    the JSON text (through ``/write``)
 bytes, bytearray     ``bytes``   as they are
 numpy.ndarray        ``npy``     the ``.npy`` file format: a short header
-                                 (dtype, shape, order), then the array's memory
-torch.Tensor (CPU)   ``torch``   the same, with the torch dtype when numpy has
-                                 none (bfloat16)
+(and memmap)                     (dtype, shape, order), then the array's memory
+torch.Tensor         ``torch``   the same, with the torch dtype when numpy has
+(dense)                          none (bfloat16); GPU tensors via the host
 anything else        ``pickle``  ``pickle.dumps(value)``
 ===================  ==========  ==============================================
 
@@ -109,12 +109,14 @@ def encode(value):
     if isinstance(value, (bytes, bytearray, memoryview)):
         return BYTES, [value]
     np = sys.modules.get("numpy")
-    if np is not None and isinstance(value, np.ndarray):
+    # Plain arrays and memory maps; subclasses that carry more than the bytes
+    # (masked arrays, matrices) are pickled whole.
+    if np is not None and type(value) in (np.ndarray, np.memmap):
         parts = _array_parts(value)
         if parts is not None:
             return NPY, parts
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(value, torch.Tensor):
+    if torch is not None and isinstance(value, torch.Tensor) and value.layout == torch.strided:
         parts = _tensor_parts(value)
         if parts is not None:
             return TORCH, parts
