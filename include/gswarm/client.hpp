@@ -201,7 +201,8 @@ class Client {
   // The same, received straight from the socket into the memory that
   // `place(size, format)` returns: exactly `size` bytes, asked for once the
   // answer's head has arrived (before any byte of the value is stored). Returns
-  // the format. For large values read into memory the caller keeps.
+  // the format. For large values read into memory the caller keeps. When
+  // `place` cannot get the memory it returns an empty span: the read is kOverLimit.
   using PlaceFn = std::function<std::span<std::byte>(std::uint64_t size, std::string_view format)>;
   [[nodiscard]] Result<std::string> read_bytes_into(std::string_view key, const PlaceFn& place);
 

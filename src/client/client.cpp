@@ -184,6 +184,7 @@ struct GatherBody {
 constexpr std::size_t kReadBuffer = 64 << 10;
 constexpr std::size_t kLargeRead = 1 << 20;
 constexpr std::uint64_t kDirectRequest = 16 << 10;
+constexpr std::uint64_t kMaxErrorBody = 1 << 20;  // {"detail", "code"} answers are small
 
 // An HTTP answer; the body itself is kept in Client::Impl::last_body_.
 struct Answer {
@@ -279,13 +280,19 @@ class Client::Impl {
       const bool keep_alive = head.keep_alive();
       std::span<std::byte> into;
       if (status >= 400) {
+        if (size > kMaxErrorBody) {
+          close();
+          return make_error(ErrorCode::kProtocol,
+                            fmt::format("server answered HTTP {} with a {} byte body", status, size));
+        }
         last_body_.resize(size);
         into = std::as_writable_bytes(std::span<char>(last_body_.data(), last_body_.size()));
       } else {
         into = place(size, format.empty() ? "bytes" : format);
-        if (into.size() != size) {
+        if (into.size() != size) {  // the caller could not get the memory
           close();
-          return make_error(ErrorCode::kInternal, "the value's memory is not the value's size");
+          return make_error(ErrorCode::kOverLimit,
+                            fmt::format("no memory for a value of {} bytes in this process", size));
         }
       }
       // Body bytes that arrived with the head, then the rest straight into place.

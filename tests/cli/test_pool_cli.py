@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 import requests
@@ -262,11 +263,13 @@ def test_spec_http_example_runs(pool_server, pool_node2, sources):
     assert scope["response"].status_code == 200, scope["response"].text
     chunk_id = scope["chunk_id"]
     # The transfer ran (asynchronously) and left the chunk on node2; the delete removed it here.
-    there = None
-    for _ in range(500):
+    # Polled until it lands (or 60 s): a loaded machine may take a while.
+    deadline = time.monotonic() + 60
+    while True:
         there = requests.get(f"http://{pool_node2.address}/api/v1/data/{chunk_id}", timeout=30)
-        if there.status_code == 200:
+        if there.status_code == 200 or time.monotonic() > deadline:
             break
+        time.sleep(0.02)
     assert there.status_code == 200, there.text
     assert there.json()["checksum"] == scope["chunk_info"]["checksum"]
     assert requests.get(f"http://{host}/api/v1/data/{chunk_id}", timeout=30).status_code == 404

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -125,6 +126,39 @@ TEST_F(ClientTest, LargeBytesValueRoundTrips) {
   ASSERT_TRUE(read) << read.error().message;
   EXPECT_EQ(read->data.size(), data.size());
   EXPECT_TRUE(read->data == data);
+}
+
+TEST_F(ClientTest, ReadIntoPlacesTheValueAndKeepsTheConnectionInStep) {
+  const std::string data = binary_value(3 * 1024 * 1024 + 7);
+  const std::span<const std::byte> parts[] = {
+      std::as_bytes(std::span<const char>(data.data(), 10)),
+      std::as_bytes(std::span<const char>(data.data() + 10, data.size() - 10))};
+  ASSERT_TRUE(client_.write_parts("placed", parts, "dram", "npy"));
+  std::vector<std::byte> memory;
+  auto format = client_.read_bytes_into("placed", [&](std::uint64_t size, std::string_view tag) {
+    EXPECT_EQ(tag, "npy");
+    memory.resize(size);
+    return std::span<std::byte>(memory);
+  });
+  ASSERT_TRUE(format) << format.error().message;
+  EXPECT_EQ(*format, "npy");
+  EXPECT_TRUE(std::equal(memory.begin(), memory.end(),
+                         std::as_bytes(std::span<const char>(data)).begin()));
+  // Memory the caller cannot get: kOverLimit, and the next calls still work.
+  auto refused = client_.read_bytes_into("placed", [](std::uint64_t, std::string_view) {
+    return std::span<std::byte>();
+  });
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kOverLimit);
+  auto missing = client_.read_bytes_into("never-written", [](std::uint64_t, std::string_view) {
+    ADD_FAILURE() << "no memory is asked for an error answer";
+    return std::span<std::byte>();
+  });
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code, ErrorCode::kNotFound);
+  auto again = client_.read_bytes("placed");
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->data == data);
 }
 
 TEST_F(ClientTest, JsonValueReadsAsBytes) {
