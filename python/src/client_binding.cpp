@@ -88,29 +88,21 @@ class PyClient {
   }
 
   std::string move(std::string_view key, std::string_view destination) {
-    py::gil_scoped_release unlocked;
-    unwrap(client_.move(key, destination));
-    return client_.last_response_body();
+    return json_answer([&] { return client_.move(key, destination); });
   }
 
   std::string send(std::string_view key, std::string_view target,
                    std::string_view source_location, bool delete_source, int streams) {
-    py::gil_scoped_release unlocked;
     SendOptions options{std::string(source_location), delete_source, streams};
-    unwrap(client_.send(key, target, options));
-    return client_.last_response_body();
+    return json_answer([&] { return client_.send(key, target, options); });
   }
 
   std::string location(std::string_view key) {
-    py::gil_scoped_release unlocked;
-    unwrap(client_.get_location(key));
-    return client_.last_response_body();
+    return json_answer([&] { return client_.get_location(key); });
   }
 
   std::string locations() {
-    py::gil_scoped_release unlocked;
-    unwrap(client_.list_locations());
-    return client_.last_response_body();
+    return json_answer([&] { return client_.list_locations(); });
   }
 
   std::string stats() {
@@ -119,9 +111,7 @@ class PyClient {
   }
 
   std::string set_max_memory(std::string_view size) {
-    py::gil_scoped_release unlocked;
-    unwrap(client_.set_max_memory(size));
-    return client_.last_response_body();
+    return json_answer([&] { return client_.set_max_memory(size); });
   }
 
   std::string health() {
@@ -130,6 +120,15 @@ class PyClient {
   }
 
  private:
+  // Runs `call` without the GIL and returns the server's JSON answer to it
+  // (the C++ client has checked its shape).
+  template <typename Call>
+  std::string json_answer(Call call) {
+    py::gil_scoped_release unlocked;
+    unwrap(call());
+    return client_.last_response_body();
+  }
+
   Client client_;
 };
 

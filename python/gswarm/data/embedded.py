@@ -9,8 +9,8 @@ import threading
 from gswarm import _gswarm
 from gswarm.data import values
 from gswarm.data.errors import NotFoundError
+from gswarm.data.server import DEFAULT_MAX_MEMORY, DEFAULT_MAX_PINNED
 
-DEFAULT_MAX_MEMORY = 16 * 1024**3
 # Not the server's /tmp/gswarm_data: a disk path belongs to one process at a time.
 DEFAULT_DISK_PATH = "/tmp/gswarm_embedded"
 
@@ -23,7 +23,7 @@ class DataStorage:
     """The engine in this process. Thread-safe; blocking calls release the GIL."""
 
     def __init__(self, max_mem_size=DEFAULT_MAX_MEMORY, disk_path=DEFAULT_DISK_PATH, *,
-                 max_pinned=4 * 1024**3, move_threads=4, io_threads=4):
+                 max_pinned=DEFAULT_MAX_PINNED, move_threads=4, io_threads=4):
         self.disk_path = disk_path
         self._engine = _gswarm.Engine(max_mem_size, disk_path, max_pinned, move_threads,
                                       io_threads)

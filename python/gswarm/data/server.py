@@ -6,7 +6,9 @@ import threading
 
 from gswarm import _gswarm
 
+# The defaults of `gswarm data start`; get_storage() shares the limits.
 DEFAULT_MAX_MEMORY = 16 * 1024**3
+DEFAULT_MAX_PINNED = 4 * 1024**3
 DEFAULT_DISK_PATH = "/tmp/gswarm_data"
 
 # Ports of servers this process is starting, and the event set once each
@@ -28,7 +30,7 @@ def wait_until_listening(address, timeout=60.0):
 
 
 def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
-                 disk_path=DEFAULT_DISK_PATH, *, max_pinned=4 * 1024**3, move_threads=4,
+                 disk_path=DEFAULT_DISK_PATH, *, max_pinned=DEFAULT_MAX_PINNED, move_threads=4,
                  io_threads=4, threads=0, source_roots=(), peers=(), node_name="",
                  log_level="info", ready=None):
     """Runs a gswarm server (KV storage and data pool, the same as
