@@ -35,7 +35,13 @@ struct ClientOptions {
   std::chrono::milliseconds timeout = std::chrono::seconds(60);
   // Limit for move(), which returns only once the copy has finished.
   std::chrono::milliseconds move_timeout = std::chrono::minutes(10);
+  // Sent as "Authorization: Bearer <token>" to a server started with --token;
+  // empty: the GSWARM_TOKEN environment variable, when set.
+  std::string token;
 };
+
+// The token a client sends when none is given: GSWARM_TOKEN, or "".
+std::string default_token();
 
 // One copy of a value, as GET /location and GET /locations describe it.
 struct ReplicaInfo {
@@ -326,8 +332,10 @@ class SharedValue {
 // Opens a read pointer: asks the server's local socket (the read pointer's
 // "socket", e.g. "@gswarm-4242-...") for `key`'s replica in `location` ("dram",
 // "pinned_dram", "disk"; empty: wherever the key is). Works for processes of the
-// server's user on the same machine.
+// server's user on the same machine; a server started with --token also wants
+// `token` (empty: GSWARM_TOKEN).
 [[nodiscard]] Result<SharedValue> open_read_pointer(std::string_view socket, std::string_view key,
-                                                    std::string_view location = "");
+                                                    std::string_view location = "",
+                                                    std::string_view token = "");
 
 }  // namespace gswarm

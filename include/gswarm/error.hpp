@@ -19,7 +19,8 @@ enum class ErrorCode : std::uint8_t {
   kInvalidLocation,    // 400 unknown location name
   kDeviceUnavailable,  // 400 device:N that this server does not have
   kInvalidSize,        // 400 unparseable size string
-  kForbidden,          // 403 the client may not do this (auth, protected mode, local socket)
+  kUnauthorized,       // 401 no token, or not this server's token (--token)
+  kForbidden,          // 403 the client may not do this (protected mode, local socket)
   kNotFound,           // 404 unknown key
   kNoRoute,            // 404 unknown path
   kMethodNotAllowed,   // 405 known path, wrong method

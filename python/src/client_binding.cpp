@@ -33,8 +33,9 @@ bool is_array_format(std::string_view format) {
 // DataServer keeps one per Python thread.
 class PyClient {
  public:
-  PyClient(const std::string& address, double timeout, double move_timeout)
-      : client_(address, ClientOptions{to_ms(timeout), to_ms(move_timeout)}) {}
+  PyClient(const std::string& address, double timeout, double move_timeout,
+           const std::string& token)
+      : client_(address, ClientOptions{to_ms(timeout), to_ms(move_timeout), token}) {}
 
   const std::string& address() const { return client_.address(); }
 
@@ -168,11 +169,11 @@ class MappedValue {
 };
 
 std::unique_ptr<MappedValue> open_mapped(const std::string& socket, const std::string& key,
-                                         const std::string& location) {
+                                         const std::string& location, const std::string& token) {
   SharedValue shared;
   {
     py::gil_scoped_release unlocked;
-    shared = unwrap(open_read_pointer(socket, key, location));
+    shared = unwrap(open_read_pointer(socket, key, location, token));
   }
   return std::make_unique<MappedValue>(std::move(shared));
 }
@@ -181,8 +182,9 @@ std::unique_ptr<MappedValue> open_mapped(const std::string& socket, const std::s
 
 void bind_client(py::module_& m) {
   py::class_<PyClient>(m, "Client")
-      .def(py::init<const std::string&, double, double>(), py::arg("address"),
-           py::arg("timeout") = 60.0, py::arg("move_timeout") = 600.0)
+      .def(py::init<const std::string&, double, double, const std::string&>(),
+           py::arg("address"), py::arg("timeout") = 60.0, py::arg("move_timeout") = 600.0,
+           py::arg("token") = "")
       .def_property_readonly("address", &PyClient::address)
       .def("write_json", &PyClient::write_json)
       .def("write_parts", &PyClient::write_parts)
@@ -200,7 +202,8 @@ void bind_client(py::module_& m) {
       .def_property_readonly("format", &MappedValue::format)
       .def("__len__", &MappedValue::size)
       .def_buffer([](MappedValue& v) { return byte_buffer(v.data(), v.size(), true); });
-  m.def("open_mapped", &open_mapped, py::arg("socket"), py::arg("key"), py::arg("location") = "");
+  m.def("open_mapped", &open_mapped, py::arg("socket"), py::arg("key"), py::arg("location") = "",
+        py::arg("token") = "");
 }
 
 }  // namespace gswarm::python

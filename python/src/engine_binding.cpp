@@ -230,7 +230,8 @@ void bind_engine(py::module_& m) {
                        const std::string& disk_path, std::uint64_t max_pinned, int move_threads,
                        int io_threads, int threads, std::vector<std::string> source_roots,
                        std::vector<std::string> peers, const std::string& node_name,
-                       const std::string& log_level) {
+                       const std::string& log_level, const std::string& token,
+                       bool protected_mode) {
              if (port < 0 || port > 65535) {
                raise(Error{ErrorCode::kBadRequest, "port must be from 0 to 65535"});
              }
@@ -241,6 +242,8 @@ void bind_engine(py::module_& m) {
              options.source_roots = std::move(source_roots);
              options.cluster.peers = std::move(peers);
              options.node_name = node_name;
+             options.token = token;
+             options.protected_mode = protected_mode;
              return std::make_unique<PyServer>(
                  store_options(max_memory, disk_path, max_pinned, move_threads, io_threads),
                  std::move(options), log_level);
@@ -248,7 +251,7 @@ void bind_engine(py::module_& m) {
            py::arg("host"), py::arg("port"), py::arg("max_memory"), py::arg("disk_path"),
            py::arg("max_pinned"), py::arg("move_threads"), py::arg("io_threads"),
            py::arg("threads"), py::arg("source_roots"), py::arg("peers"), py::arg("node_name"),
-           py::arg("log_level"))
+           py::arg("log_level"), py::arg("token") = "", py::arg("protected_mode") = true)
       .def("listen", &PyServer::listen)
       .def("run", &PyServer::run)
       .def("stop", &PyServer::stop)

@@ -24,6 +24,7 @@
 #include <gswarm/client.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli/token_option.hpp"
 #include "core/location.hpp"
 #include "core/size.hpp"
 
@@ -37,6 +38,7 @@ using json = nlohmann::json;
 struct Args {
   std::string host{kDefaultServerAddress};
   bool json = false;
+  TokenArgs token;
   std::string key;
   std::string value;
   std::string location = "dram";
@@ -293,7 +295,7 @@ Result<SendResult> send_showing_progress(Client& client, const Args& args,
     result.emplace(client.send(args.key, target, options));
     done = true;
   });
-  Client watcher(args.host);
+  Client watcher(args.host, ClientOptions{.token = args.token.token});
   bool drawn = false;
   while (!done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -691,8 +693,12 @@ void add_command(CLI::App& data, const CommandSpec& spec) {
   spec.bind(*cmd, *args);
   cmd->add_option("--host", args->host, "Server address")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the server's JSON answer");
+  add_token_options(*cmd, args->token, "Token of a server started with --token");
   cmd->callback([args, run = spec.run] {
-    Client client(args->host);
+    auto token = resolve_token(args->token, /*warn_if_shared=*/false);
+    if (!token) fail(token.error().message);
+    args->token = {*token, ""};  // resolved, for every connection the command opens
+    Client client(args->host, ClientOptions{.token = *token});
     auto text = run(client, *args);
     if (!text) fail(text.error().message);
     if (args->json) {

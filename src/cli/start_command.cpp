@@ -11,6 +11,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "cli/token_option.hpp"
 #include "core/size.hpp"
 #include "server/server.hpp"
 #include "storage/store.hpp"
@@ -52,6 +53,8 @@ struct StartArgs {
   int transfer_timeout = 60;
   int idle_timeout = 60;
   int request_timeout = 30;
+  TokenArgs token;
+  std::string protected_mode = "yes";
 };
 
 // Parses one size option, or prints one line and exits.
@@ -128,6 +131,14 @@ int run_start(const StartArgs& args) {
   options.cluster.sender.timeout = std::chrono::seconds(args.peer_timeout);
   options.cluster.transfer_timeout = std::chrono::seconds(args.transfer_timeout);
   options.source_roots = args.source_roots;
+
+  auto token = resolve_token(args.token, /*warn_if_shared=*/true);
+  if (!token) {
+    std::cerr << "error: " << token.error().message << "\n";
+    return 2;
+  }
+  options.token = *token;
+  options.protected_mode = args.protected_mode == "yes";
 
   auto store = Store::open(store_options);
   if (!store) {
@@ -263,6 +274,14 @@ void add_start_command(CLI::App& data) {
   cmd->add_option("--request-timeout", args->request_timeout,
                   "Seconds a request or response may go without progress (408)")
       ->capture_default_str();
+  add_token_options(*cmd, args->token,
+                    "Token every client must send (Authorization: Bearer), and this server sends "
+                    "to other servers; GET /health needs none");
+  cmd->add_option("--protected-mode", args->protected_mode,
+                  "yes: without a token, a server listening beyond 127.0.0.1 serves only "
+                  "clients on this machine (others get 403); no: serve everyone")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"yes", "no"}));
   cmd->callback([args] { std::exit(run_start(*args)); });
 }
 

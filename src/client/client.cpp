@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <optional>
 #include <utility>
 
@@ -200,7 +201,10 @@ struct Answer {
 class Client::Impl {
  public:
   Impl(std::string_view address, ClientOptions options)
-      : address_(strip_scheme(address)), target_(split_address(address_)), options_(options) {}
+      : address_(strip_scheme(address)), target_(split_address(address_)), options_(options) {
+    if (options_.token.empty()) options_.token = default_token();
+    if (!options_.token.empty()) authorization_ = "Bearer " + options_.token;
+  }
 
   const std::string& address() const { return address_; }
   const ClientOptions& options() const { return options_; }
@@ -234,6 +238,7 @@ class Client::Impl {
   template <typename Body>
   void prepare(http::request<Body>& req) {
     req.set(http::field::host, target_.host);
+    if (!authorization_.empty()) req.set(http::field::authorization, authorization_);
     req.keep_alive(true);
     req.prepare_payload();
     last_body_.clear();
@@ -508,6 +513,7 @@ class Client::Impl {
   std::string address_;
   HostPort target_;
   ClientOptions options_;
+  std::string authorization_;  // the header's value; empty without a token
   asio::io_context io_;
   beast::tcp_stream stream_{io_};
   beast::flat_buffer buffer_;
@@ -515,6 +521,11 @@ class Client::Impl {
   bool connected_ = false;
   std::string last_body_;
 };
+
+std::string default_token() {
+  const char* token = std::getenv("GSWARM_TOKEN");
+  return token != nullptr ? std::string(token) : std::string();
+}
 
 Client::Client(std::string_view address, ClientOptions options)
     : impl_(std::make_unique<Impl>(address, options)) {}

@@ -50,7 +50,7 @@ SharedValue::~SharedValue() {
 }
 
 Result<SharedValue> open_read_pointer(std::string_view socket_name, std::string_view key,
-                                      std::string_view location) {
+                                      std::string_view location, std::string_view token) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::string path(socket_name);
@@ -75,6 +75,8 @@ Result<SharedValue> open_read_pointer(std::string_view socket_name, std::string_
   }
   json request = {{"key", std::string(key)}};
   if (!location.empty()) request["location"] = std::string(location);
+  const std::string credential = token.empty() ? default_token() : std::string(token);
+  if (!credential.empty()) request["token"] = credential;
   std::string line = request.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
   // A failed send may still have an answer waiting (a refusal): read it.
   const bool sent =

@@ -282,6 +282,11 @@ Error peer_error(const Address& address, const PeerAnswer& answer) {
       if (code == ErrorCode::kInternal) code = ErrorCode::kPeerFailed;
     }
   }
+  // The caller's own credentials were fine: it is this server the target refused.
+  if (code == ErrorCode::kUnauthorized || code == ErrorCode::kForbidden) {
+    code = ErrorCode::kPeerFailed;
+    detail += " (the servers of a cluster share one --token)";
+  }
   return Error{code, fmt::format("target {} answered {}: {}", address.text(), answer.status,
                                  detail)};
 }

@@ -18,6 +18,7 @@ constexpr std::array kErrors = {
     ErrorInfo{ErrorCode::kInvalidLocation, "invalid_location", 400},
     ErrorInfo{ErrorCode::kDeviceUnavailable, "device_unavailable", 400},
     ErrorInfo{ErrorCode::kInvalidSize, "invalid_size", 400},
+    ErrorInfo{ErrorCode::kUnauthorized, "unauthorized", 401},
     ErrorInfo{ErrorCode::kForbidden, "forbidden", 403},
     ErrorInfo{ErrorCode::kNotFound, "not_found", 404},
     ErrorInfo{ErrorCode::kNoRoute, "no_route", 404},

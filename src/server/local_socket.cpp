@@ -12,6 +12,8 @@
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
 
+#include "server/access.hpp"
+
 namespace gswarm::server {
 namespace asio = boost::asio;
 using local = asio::local::stream_protocol;
@@ -43,7 +45,7 @@ bool limit_to(int fd, std::chrono::steady_clock::time_point end) {
 }
 
 // One exchange on a connected, blocking socket, over within kTimeoutSeconds.
-void serve_one(int fd, Store& store) {
+void serve_one(int fd, Store& store, const std::string& token) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(kTimeoutSeconds);
   if (!limit_to(fd, end)) return;
   auto reply = [fd](const std::string& line, int passed_fd = -1) {
@@ -85,6 +87,15 @@ void serve_one(int fd, Store& store) {
                             "read pointers are served only to processes of the server's user"));
   }
   json j = json::parse(request.substr(0, request.find('\n')), nullptr, false);
+  if (!token.empty()) {
+    const bool has = j.is_object() && j.contains("token") && j["token"].is_string();
+    if (!has || !token_matches(token, j["token"].get_ref<const std::string&>())) {
+      return reply(error_line(ErrorCode::kUnauthorized,
+                              has ? "the token is not this server's (its --token)"
+                                  : "this server needs a token: send {\"token\": ...} with the "
+                                    "request (GSWARM_TOKEN)"));
+    }
+  }
   if (!j.is_object() || !j.contains("key") || !j["key"].is_string() ||
       (j.contains("location") && !j["location"].is_string() && !j["location"].is_null())) {
     return reply(error_line(ErrorCode::kBadRequest,
@@ -115,16 +126,18 @@ std::string random_name() {
 
 }  // namespace
 
-LocalSocket::LocalSocket(asio::io_context& io, Store& store, std::string name)
+LocalSocket::LocalSocket(asio::io_context& io, Store& store, std::string name, std::string token)
     : store_(store),
       name_(std::move(name)),
+      token_(std::move(token)),
       acceptor_(io),
       retry_(io),
       busy_(std::make_shared<std::atomic<int>>(0)) {}
 
-Result<std::unique_ptr<LocalSocket>> LocalSocket::open(asio::io_context& io, Store& store) {
+Result<std::unique_ptr<LocalSocket>> LocalSocket::open(asio::io_context& io, Store& store,
+                                                       std::string token) {
   const std::string name = random_name();
-  std::unique_ptr<LocalSocket> socket(new LocalSocket(io, store, "@" + name));
+  std::unique_ptr<LocalSocket> socket(new LocalSocket(io, store, "@" + name, std::move(token)));
   boost::system::error_code ec;
   local::endpoint endpoint(std::string(1, '\0') + name);
   socket->acceptor_.open(local(), ec);
@@ -156,8 +169,8 @@ void LocalSocket::accept_next() {
         boost::system::error_code ignored;
         socket.native_non_blocking(false, ignored);
         int fd = socket.release(ignored);
-        pool_.submit([fd, &store = store_, busy = busy_] {
-          serve_one(fd, store);
+        pool_.submit([fd, &store = store_, &token = token_, busy = busy_] {
+          serve_one(fd, store, token);
           ::close(fd);
           busy->fetch_sub(1);
         });

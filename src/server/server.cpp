@@ -212,9 +212,15 @@ struct Server::Impl {
             return;
           }
           auto conn = std::make_shared<Connection>(std::move(s));
+          if (access.loopback_only) {
+            beast::error_code ec;
+            auto peer = conn->socket.remote_endpoint(ec);
+            conn->from_loopback = !ec && is_loopback(peer.address());
+          }
           target.connections.insert(conn);
           asio::co_spawn(target.io,
-                         serve(conn, SessionEnv{ctx, options, stopping}, target.connections),
+                         serve(conn, SessionEnv{ctx, options, access, stopping},
+                               target.connections),
                          asio::detached);
         });
       }
@@ -343,6 +349,7 @@ struct Server::Impl {
   }
 
   ServerOptions options;
+  AccessPolicy access;  // set by listen()
   ServerState state;
   Context ctx;
   cluster::Membership membership;
@@ -367,8 +374,18 @@ struct Server::Impl {
   std::chrono::steady_clock::time_point last_accept_log{};
 };
 
+namespace {
+
+// Requests to other servers carry this server's token: a cluster shares one.
+ServerOptions peers_carry_token(ServerOptions options) {
+  if (options.cluster.sender.token.empty()) options.cluster.sender.token = options.token;
+  return options;
+}
+
+}  // namespace
+
 Server::Server(Store& store, ServerOptions options)
-    : impl_(std::make_unique<Impl>(store, std::move(options))) {}
+    : impl_(std::make_unique<Impl>(store, peers_carry_token(std::move(options)))) {}
 
 Server::~Server() = default;
 
@@ -401,6 +418,26 @@ Result<void> Server::listen() {
         fmt::format("invalid --host '{}': give an IP address such as 0.0.0.0 or 127.0.0.1",
                     impl.options.host));
   }
+  if (!impl.options.token.empty()) {
+    if (auto valid = validate_token(impl.options.token); !valid) {
+      return make_error(ErrorCode::kBadRequest, fmt::format("--token: {}", valid.error().message));
+    }
+  }
+  impl.access.token = impl.options.token;
+  impl.access.bound_to = impl.options.host;
+  const bool open_beyond_loopback = !is_loopback(address);
+  impl.access.loopback_only =
+      impl.options.token.empty() && impl.options.protected_mode && open_beyond_loopback;
+  if (impl.access.loopback_only) {
+    spdlog::warn("protected mode: no --token and listening on {}, so only clients on this "
+                 "machine are served (others get 403). Give a --token to let other machines "
+                 "in, or --protected-mode no to serve everyone without one",
+                 impl.options.host);
+  } else if (impl.options.token.empty() && open_beyond_loopback) {
+    spdlog::warn("no --token and --protected-mode no: anyone who can reach {}:{} can read, "
+                 "write and release every key",
+                 impl.options.host, impl.options.port);
+  }
   tcp::endpoint endpoint(address, impl.options.port);
   auto& acceptor = impl.acceptor.emplace(io);
   auto fail = [&](std::string_view what) {
@@ -418,7 +455,7 @@ Result<void> Server::listen() {
   if (auto ok = impl.open_pool(); !ok) return ok;
   if (auto ok = impl.join_cluster(); !ok) return ok;
   if (impl.options.local_socket) {
-    auto local = LocalSocket::open(io, impl.ctx.store);
+    auto local = LocalSocket::open(io, impl.ctx.store, impl.options.token);
     if (!local) return tl::unexpected(local.error());
     impl.local = std::move(*local);
     impl.state.local_socket = impl.local->name();

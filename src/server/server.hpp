@@ -53,6 +53,9 @@ struct ServerOptions {
   // Directories whose files POST /api/v1/data may read as sources (--source-root).
   std::vector<std::string> source_roots;
   bool local_socket = true;  // serve read pointers to local processes
+  // Trust (doc/security.md).
+  std::string token;           // not empty: every request but GET /health must carry it
+  bool protected_mode = true;  // no token and bound beyond loopback: serve this machine only
   bool handle_signals = true;
 };
 

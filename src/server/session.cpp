@@ -430,9 +430,19 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   req.path = std::string(target.substr(0, qpos));
   req.content_type = std::string(head[http::field::content_type]);
   req.accept = std::string(head[http::field::accept]);
-
-  if (auto bad = check_transfer_encoding(parser)) co_return failed(*bad);
   const std::uint64_t length = parser.content_length().value_or(0);
+
+  if (auto refused = check_access(env.access, conn.from_loopback, req.method, req.path,
+                                  head[http::field::authorization])) {
+    // The connection closes after the answer: nothing more is read from a
+    // client that is not let in, not even its body.
+    Outcome denied = failed(std::move(*refused));
+    if (denied.response.status == 401) {
+      denied.response.headers.emplace_back("WWW-Authenticate", R"(Bearer realm="gswarm")");
+    }
+    co_return denied;
+  }
+  if (auto bad = check_transfer_encoding(parser)) co_return failed(*bad);
   const bool has_body = length > 0;
   Outcome out;
   out.body_consumed = !has_body;

@@ -13,6 +13,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include "server/access.hpp"
 #include "server/server.hpp"
 
 namespace gswarm::server {
@@ -56,6 +57,7 @@ struct Connection {
   bool timed_out = false;  // the sweeper cancelled the pending operation
   bool idle = true;        // waiting for a request
   bool writing = false;    // waiting for a write; send_queue is meaningful
+  bool from_loopback = true;  // the client is on this machine (protected mode)
   int send_queue = -1;     // bytes the kernel held when last looked at; -1: not looked at
 };
 
@@ -65,6 +67,7 @@ using ConnectionSet = std::unordered_set<std::shared_ptr<Connection>>;
 struct SessionEnv {
   Context& ctx;
   const ServerOptions& options;
+  const AccessPolicy& access;
   const std::atomic<bool>& stopping;
 };
 

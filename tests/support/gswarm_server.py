@@ -16,12 +16,13 @@ LISTENING = re.compile(r"gswarm listening on (\S+):(\d+)")
 class Server:
     """One `gswarm data start` process on an ephemeral port."""
 
-    def __init__(self, disk_path, log_path, *extra):
+    def __init__(self, disk_path, log_path, *extra, host="127.0.0.1", env=None):
         self.log = open(log_path, "w")
+        self.log_path = log_path
         self.proc = subprocess.Popen(
-            [BINARY, "data", "start", "--host", "127.0.0.1", "--port", "0",
+            [BINARY, "data", "start", "--host", host, "--port", "0",
              "--disk-path", str(disk_path), *extra],
-            stdout=subprocess.PIPE, stderr=self.log, text=True)
+            stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         lines = queue.Queue()
         # Reads stdout to its end so the server never blocks on a full pipe; the
         # first lines are handed over until the port is known.
@@ -35,6 +36,7 @@ class Server:
                     break
                 match = LISTENING.search(line)
                 if match:
+                    self.port = int(match.group(2))
                     self.address = f"{match.group(1)}:{match.group(2)}"
         except queue.Empty:
             pass

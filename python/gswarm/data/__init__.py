@@ -13,6 +13,7 @@ from gswarm.data.client import DataServer
 from gswarm.data.embedded import DataStorage, get_storage, set_max_memory
 from gswarm.data.errors import (BadRequestError, BusyError, ConflictError,
                                 DeviceUnavailableError, ForbiddenError,
+                                UnauthorizedError,
                                 GswarmConnectionError, GswarmError, GswarmTimeoutError,
                                 InvalidLocationError, NotFoundError, OverLimitError, PeerError,
                                 ProtocolError, StorageIOError, WrongFormatError,
@@ -23,6 +24,6 @@ __all__ = [
     "DataServer", "DataStorage", "get_storage", "set_max_memory", "start_server",
     "GswarmError", "BadRequestError", "InvalidLocationError", "DeviceUnavailableError",
     "NotFoundError", "WrongLocationError", "WrongFormatError", "ConflictError",
-    "OverLimitError", "ForbiddenError", "BusyError", "GswarmTimeoutError", "PeerError",
+    "OverLimitError", "ForbiddenError", "UnauthorizedError", "BusyError", "GswarmTimeoutError", "PeerError",
     "GswarmConnectionError", "ProtocolError", "StorageIOError",
 ]

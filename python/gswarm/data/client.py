@@ -8,6 +8,7 @@ own connection.
 import asyncio
 import concurrent.futures
 import json
+import os
 import threading
 import warnings
 
@@ -47,11 +48,14 @@ class DataServer:
     values go through ``/write``, everything else through ``/write_extended``
     (see :mod:`gswarm.data.values`). With False only JSON values are accepted.
     ``timeout`` limits each call, ``move_timeout`` a move, in seconds.
+    ``token`` is what a server started with ``--token`` asks for (default: the
+    GSWARM_TOKEN environment variable).
     """
 
     def __init__(self, address=DEFAULT_ADDRESS, use_extended_api=True, *, timeout=60.0,
-                 move_timeout=600.0):
+                 move_timeout=600.0, token=None):
         self.address = _strip_scheme(address)
+        self._token = token if token is not None else os.environ.get("GSWARM_TOKEN", "")
         self.use_extended_api = use_extended_api
         self.timeout = timeout
         self.move_timeout = move_timeout
@@ -67,7 +71,7 @@ class DataServer:
     def _client(self):
         client = getattr(self._local, "client", None)
         if client is None:
-            client = _gswarm.Client(self.address, self.timeout, self.move_timeout)
+            client = _gswarm.Client(self.address, self.timeout, self.move_timeout, self._token)
             self._local.client = client
         return client
 
@@ -122,7 +126,7 @@ class DataServer:
         mapped = None
         if self._read_socket is not None:
             try:
-                mapped = _gswarm.open_mapped(self._read_socket, key, "dram")
+                mapped = _gswarm.open_mapped(self._read_socket, key, "dram", self._token)
             except NotFoundError:
                 raise
             except GswarmError:
@@ -140,7 +144,7 @@ class DataServer:
                     f"the server at {self.address} lends no read pointers (is it on another "
                     "machine?); read without zero_copy")
             try:
-                mapped = _gswarm.open_mapped(pointer["socket"], key, "dram")
+                mapped = _gswarm.open_mapped(pointer["socket"], key, "dram", self._token)
             except GswarmConnectionError as error:
                 raise GswarmConnectionError(
                     f"zero_copy reads need the server on this machine: {self.address} lends its "

@@ -69,8 +69,16 @@ class OverLimitError(GswarmError, MemoryError):
     code = "over_limit"
 
 
+class UnauthorizedError(GswarmError, PermissionError):
+    """The server needs a token (started with --token): pass DataServer(address,
+    token=...) or set GSWARM_TOKEN."""
+
+    code = "unauthorized"
+
+
 class ForbiddenError(GswarmError, PermissionError):
-    """The server refused: a source outside --source-root, another user's read pointer."""
+    """The server refused: a source outside --source-root, another user's read
+    pointer, a client on another machine while the server is in protected mode."""
 
     code = "forbidden"
 
@@ -128,6 +136,7 @@ _CLASSES = {
     "conflict": ConflictError,
     "over_limit": OverLimitError,
     "too_large": OverLimitError,
+    "unauthorized": UnauthorizedError,
     "forbidden": ForbiddenError,
     "too_many_requests": BusyError,
     "unavailable": BusyError,

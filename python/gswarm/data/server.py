@@ -1,6 +1,7 @@
 """start_server(): the real gswarm server in this Python process."""
 
 import atexit
+import os
 import sys
 import threading
 
@@ -32,7 +33,7 @@ def wait_until_listening(address, timeout=60.0):
 def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
                  disk_path=DEFAULT_DISK_PATH, *, max_pinned=DEFAULT_MAX_PINNED, move_threads=4,
                  io_threads=4, threads=0, source_roots=(), peers=(), node_name="",
-                 log_level="info", ready=None):
+                 log_level="info", ready=None, token=None, protected_mode=True):
     """Runs a gswarm server (KV storage and data pool, the same as
     ``gswarm data start``) in this process until it is stopped; blocks.
 
@@ -40,7 +41,13 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
     waits until it listens). In the main thread, Ctrl-C stops it. ``ready``, when
     given, is called with the server (``.port``, ``.stop()``) once it listens;
     ``port=0`` picks a free port.
+
+    ``token`` (default: the GSWARM_TOKEN environment variable) is then asked of
+    every client, as ``--token`` does. Without one a server on a non-loopback
+    address serves this machine only, unless ``protected_mode=False``.
     """
+    if token is None:
+        token = os.environ.get("GSWARM_TOKEN", "")
     event = threading.Event()
     if port:
         with _starting_lock:
@@ -48,7 +55,7 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
     try:
         server = _gswarm.Server(host, port, max_mem_size, disk_path, max_pinned, move_threads,
                                 io_threads, threads, list(source_roots), list(peers), node_name,
-                                log_level)
+                                log_level, token, protected_mode)
         bound = server.listen()
     finally:
         event.set()
