@@ -167,13 +167,17 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   return outcome;
 }
 
-std::string Sender::auth_header() const {
-  return options_.token.empty() ? "" : fmt::format("Authorization: Bearer {}\r\n", options_.token);
+std::string Sender::peer_headers() const {
+  const std::string& name = membership_.self_name();
+  const bool plain = std::all_of(name.begin(), name.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  std::string headers = fmt::format("X-Gswarm-Node: {}\r\n", plain ? name : "unnamed");
+  if (!options_.token.empty()) headers += fmt::format("Authorization: Bearer {}\r\n", options_.token);
+  return headers;
 }
 
 Result<void> Sender::transfer(const SendRequest& request, const Source& source,
                               SendOutcome& outcome) {
-  const std::string auth = auth_header();
+  const std::string auth = peer_headers();
   const Address& address = outcome.address;
   const std::string key = url_encode(request.key);
   const std::string location = url_encode(outcome.destination.name());
@@ -195,6 +199,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
                                         location, format),
                             source, 0, outcome.size, auth);
     if (!answer) return tl::unexpected(answer.error());
+    bytes_sent_.fetch_add(outcome.size, std::memory_order_relaxed);
   } else {
     // Begin a transfer at the target (which reserves the value's room), send the
     // ranges at once, then commit.
@@ -240,7 +245,8 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
         std::lock_guard lock(mutex);
         std::erase(sockets, conn->native_handle());
       }
-      if (!answer) fail(answer.error());
+      if (!answer) return fail(answer.error());
+      bytes_sent_.fetch_add(length, std::memory_order_relaxed);
     };
     std::vector<std::thread> threads;
     for (int i = 1; i < streams; ++i) {

@@ -9,6 +9,7 @@
 // Thread-safe; send() blocks (run it on a mover).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -68,8 +69,12 @@ class Sender {
   // "send" in store.operations().
   [[nodiscard]] Result<SendOutcome> send(const SendRequest& request);
   const SenderOptions& options() const { return options_; }
-  // The header line other requests to peers carry ("" without a token).
-  std::string auth_header() const;
+  // The header lines every request to a peer carries: this node's name
+  // (X-Gswarm-Node, so the peer counts what it receives from other nodes) and
+  // the token, when there is one.
+  std::string peer_headers() const;
+  // Value bytes sent to peers so far.
+  std::uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
   Membership& membership() { return membership_; }
 
  private:
@@ -81,6 +86,7 @@ class Sender {
   Store& store_;
   Membership& membership_;
   const SenderOptions options_;
+  std::atomic<std::uint64_t> bytes_sent_{0};
 };
 
 }  // namespace gswarm::cluster

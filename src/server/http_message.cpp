@@ -13,8 +13,10 @@ Response json_response(std::string body, int status) {
 
 Response error_response(const Error& error) {
   nlohmann::json body = {{"detail", error.message}, {"code", error_code_name(error.code)}};
-  return json_response(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                       http_status(error.code));
+  Response res = json_response(body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
+                               http_status(error.code));
+  res.error = error.code;
+  return res;
 }
 
 Response error_response(ErrorCode code, std::string message) {

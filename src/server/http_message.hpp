@@ -65,6 +65,7 @@ struct Response {
   std::shared_ptr<BodySource> source;
   std::vector<std::pair<std::string, std::string>> headers;
   bool close = false;  // close the connection after this response
+  std::optional<ErrorCode> error;  // an error answer's code (counted in /metrics)
 
   std::uint64_t body_size() const {
     return head.size() + (value ? value->extent->size() : 0) + tail.size();

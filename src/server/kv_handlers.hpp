@@ -23,6 +23,8 @@ class Pool;
 
 namespace gswarm::server {
 
+class Metrics;
+
 struct Limits {
   std::uint64_t max_request_size = 256ull << 20;  // JSON bodies that carry values
   std::uint64_t max_control_size = 64ull << 10;   // JSON bodies of the other endpoints
@@ -41,6 +43,7 @@ struct ServerState {
   // Handler work running on a task pool that no request waits for (asynchronous
   // creates, transfers): the server waits for it before it goes away.
   std::atomic<int> detached_tasks{0};
+  Metrics* metrics = nullptr;  // GET /metrics; null: none kept
 };
 
 struct Context {

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "server/metrics.hpp"
+
 namespace gswarm::server {
 namespace {
 
@@ -23,6 +25,7 @@ constexpr std::array kRoutes = {
     Route{"GET", "/location/", true, BodyKind::kNone, handle_location},
     Route{"GET", "/locations", false, BodyKind::kNone, handle_locations},
     Route{"GET", "/health", false, BodyKind::kNone, handle_health},
+    Route{"GET", "/metrics", false, BodyKind::kNone, handle_metrics},
     Route{"GET", "/nodes", false, BodyKind::kNone, handle_nodes},
     Route{"POST", "/transfers", false, BodyKind::kControl, handle_transfer_begin},
     Route{"PUT", "/transfers/", true, BodyKind::kRange, handle_transfer_range},
@@ -42,6 +45,8 @@ bool path_matches(const Route& route, std::string_view path) {
 }
 
 }  // namespace
+
+std::span<const Route> routes() { return kRoutes; }
 
 RouteMatch match_route(std::string_view method, std::string_view path) {
   RouteMatch match;

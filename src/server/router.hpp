@@ -3,6 +3,7 @@
 // to a route, so it is tested without a socket.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -36,5 +37,8 @@ struct RouteMatch {
 };
 
 RouteMatch match_route(std::string_view method, std::string_view path);
+
+// Every route, in matching order (a route's index names its endpoint in /metrics).
+std::span<const Route> routes();
 
 }  // namespace gswarm::server

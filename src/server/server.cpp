@@ -110,13 +110,17 @@ struct Server::Impl {
     int n = options.threads > 0
                 ? options.threads
                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    for (int i = 0; i < n; ++i) loops.push_back(std::make_unique<Loop>());
+    metrics = std::make_unique<Metrics>(static_cast<std::size_t>(n));
+    state.metrics = metrics.get();
+    for (int i = 0; i < n; ++i) loops.push_back(std::make_unique<Loop>(metrics->shard(i)));
   }
 
   struct Loop {
     asio::io_context io{1};
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard{
         io.get_executor()};
+    explicit Loop(Metrics::Shard& shard) : metrics(shard) {}
+    Metrics::Shard& metrics;    // counted only by this loop's thread
     ConnectionSet connections;  // only touched on this loop's thread
     asio::steady_timer sweeper{io};
   };
@@ -219,7 +223,7 @@ struct Server::Impl {
           }
           target.connections.insert(conn);
           asio::co_spawn(target.io,
-                         serve(conn, SessionEnv{ctx, options, access, stopping},
+                         serve(conn, SessionEnv{ctx, options, access, target.metrics, stopping},
                                target.connections),
                          asio::detached);
         });
@@ -350,6 +354,7 @@ struct Server::Impl {
 
   ServerOptions options;
   AccessPolicy access;  // set by listen()
+  std::unique_ptr<Metrics> metrics;
   ServerState state;
   Context ctx;
   cluster::Membership membership;

@@ -3,7 +3,9 @@
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <functional>
 #include <cstring>
@@ -420,8 +422,10 @@ std::optional<Error> check_transfer_encoding(const http::request_parser<http::em
 }
 
 // Everything between "headers received" and "response ready".
+// `endpoint` is set to the index of the route the request matched.
 asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
-                                http::request_parser<http::empty_body>& parser, SessionEnv env) {
+                                http::request_parser<http::empty_body>& parser, SessionEnv env,
+                                std::size_t& endpoint) {
   auto& head = parser.get();
   Request req;
   req.method = std::string(head.method_string());
@@ -453,6 +457,7 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
     co_return out;
   }
   const Route& route = *match.route;
+  endpoint = static_cast<std::size_t>(match.route - routes().data());
   req.param = std::move(match.param);
   if (qpos != std::string_view::npos) {
     auto query = parse_query(target.substr(qpos + 1));
@@ -582,6 +587,22 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   co_return out;
 }
 
+// The client's X-Request-Id when it is a sane one (up to 64 of A-Z a-z 0-9 . _ : -),
+// else a new one.
+std::string request_id(const http::request_parser<http::empty_body>& parser,
+                       Metrics::Shard& metrics) {
+  auto given = parser.get().find("X-Request-Id");
+  if (given != parser.get().end()) {
+    std::string_view id = given->value();
+    const bool sane = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+             c == '-';
+    });
+    if (sane) return std::string(id);
+  }
+  return metrics.next_request_id();
+}
+
 int send_queue_of(asio::ip::tcp::socket& socket) {
   int queued = 0;
   if (::ioctl(socket.native_handle(), SIOCOUTQ, &queued) != 0) return -1;
@@ -637,12 +658,29 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
       }
       break;
     }
-    Outcome out = co_await handle(*conn, buffer, parser, env);
+    const auto started = Connection::Clock::now();
+    std::size_t endpoint = routes().size();  // "other" until a route matches
+    Outcome out = co_await handle(*conn, buffer, parser, env, endpoint);
     if (out.drop) break;
     const auto& head = parser.get();
+    const std::uint64_t length = parser.content_length().value_or(0);
+    if (out.body_consumed && length > 0 && head.find("X-Gswarm-Node") != head.end()) {
+      env.metrics.add_node_received(length);
+    }
+    std::string id = request_id(parser, env.metrics);
+    out.response.headers.emplace_back("X-Request-Id", id);
     bool keep_alive = head.keep_alive() && out.body_consumed && !out.response.close &&
                       !env.stopping.load(std::memory_order_relaxed);
-    if (!co_await write_response(*conn, out.response, keep_alive, head.version() == 10, env)) break;
+    const bool written =
+        co_await write_response(*conn, out.response, keep_alive, head.version() == 10, env);
+    const auto took = Connection::Clock::now() - started;
+    env.metrics.record(endpoint, out.response.status, out.response.error, took);
+    if (spdlog::should_log(spdlog::level::debug)) {
+      spdlog::debug("{} {} {} -> {}{} in {:.3f} ms", id, head.method_string(), head.target(),
+                    out.response.status, written ? "" : " (answer cut short)",
+                    std::chrono::duration<double, std::milli>(took).count());
+    }
+    if (!written) break;
   }
   beast::error_code ignored;
   conn->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

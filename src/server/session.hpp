@@ -14,6 +14,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "server/access.hpp"
+#include "server/metrics.hpp"
 #include "server/server.hpp"
 
 namespace gswarm::server {
@@ -68,6 +69,7 @@ struct SessionEnv {
   Context& ctx;
   const ServerOptions& options;
   const AccessPolicy& access;
+  Metrics::Shard& metrics;  // this event loop's
   const std::atomic<bool>& stopping;
 };
 
