@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <limits>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -37,6 +38,14 @@ Error cannot_pin(std::uint64_t size, int err) {
                fmt::format("cannot lock {} of pinned memory: {} (raise the memlock limit, "
                            "`ulimit -l`, or lower --max-pinned)",
                            format_size(size), std::strerror(err))};
+}
+
+// What --max-pinned leaves beside the values (no limit: any amount).
+std::uint64_t room_left(const LimitCounter& counter) {
+  const std::uint64_t limit = counter.limit();
+  if (limit == 0) return std::numeric_limits<std::uint64_t>::max();
+  const std::uint64_t used = counter.used();
+  return used >= limit ? 0 : limit - used;
 }
 
 }  // namespace
@@ -81,16 +90,33 @@ struct PinnedTier::Pool {
     segments.erase(it);
     return s;
   }
-  void give(const Segment& s, bool exported) {
+  // Keeps a freed segment for reuse while the cache fits in `room`: what
+  // --max-pinned leaves beside the values (pinned memory is locked memory, so
+  // the cache must not hold more than the limit allows).
+  void give(const Segment& s, bool exported, std::uint64_t room) {
     if (!exported) {
       std::lock_guard lock(mutex);
-      if (cached + s.block.capacity <= kCacheLimit) {
+      if (cached + s.block.capacity <= std::min(room, kCacheLimit)) {
         segments.emplace(s.block.capacity, s);
         cached += s.block.capacity;
         return;
       }
     }
     release(s);
+  }
+  // Unpins cached segments, largest first, until the cache fits in `room`.
+  void trim(std::uint64_t room) {
+    std::vector<Segment> dropped;
+    {
+      std::lock_guard lock(mutex);
+      while (cached > room && !segments.empty()) {
+        auto last = std::prev(segments.end());
+        cached -= last->first;
+        dropped.push_back(last->second);
+        segments.erase(last);
+      }
+    }
+    for (const auto& s : dropped) release(s);
   }
 
   // ---- slabs: values under kSmallValue ----
@@ -185,8 +211,8 @@ class SegmentPinnedExtent final : public Extent {
                       std::shared_ptr<LimitCounter> counter)
       : segment_(segment), pool_(std::move(pool)), counter_(std::move(counter)) {}
   ~SegmentPinnedExtent() override {
-    pool_->give(segment_, exported_.load(std::memory_order_relaxed));
     counter_->release(segment_.block.size);
+    pool_->give(segment_, exported_.load(std::memory_order_relaxed), room_left(*counter_));
   }
 
   Location location() const override { return Location::pinned_dram(); }
@@ -215,6 +241,11 @@ PinnedTier::PinnedTier(std::uint64_t max_pinned, std::shared_ptr<DeviceBackend> 
       pool_(std::make_shared<Pool>(std::move(backend))) {}
 
 PinnedTier::~PinnedTier() = default;
+
+std::uint64_t PinnedTier::cached_bytes() const {
+  std::lock_guard lock(pool_->mutex);
+  return pool_->cached;
+}
 
 Result<ExtentRef> PinnedTier::allocate(std::uint64_t size, std::string_view, std::string_view) {
   if (size < kSmallValue) {
@@ -245,6 +276,8 @@ Result<ExtentRef> PinnedTier::allocate(std::uint64_t size, std::string_view, std
     cached->block.size = size;
     return ExtentRef(new SegmentPinnedExtent(*cached, pool_, counter_));
   }
+  // New pinned memory: the cache gives back what the limit no longer leaves it.
+  pool_->trim(room_left(*counter_));
   SharedBlock block = SharedMemory::allocate_segment(size);
   if (block.data == nullptr) {
     counter_->release(size);

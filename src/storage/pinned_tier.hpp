@@ -8,7 +8,8 @@
 // no pinning call each. A small value counts as its slot's size (64 bytes at
 // least); slab memory stays locked for reuse, and the slabs together lock at
 // most --max-pinned. Larger values get a shared segment of their own, which
-// another local process can be handed without a copy.
+// another local process can be handed without a copy; freed segments stay
+// pinned for reuse only within the room --max-pinned leaves beside the values.
 #pragma once
 
 #include <memory>
@@ -29,6 +30,8 @@ class PinnedTier final : public Tier {
   Result<ExtentRef> allocate(std::uint64_t size, std::string_view key,
                              std::string_view format) override;
   const LimitCounter& counter() const override { return *counter_; }
+  // Bytes of freed segments kept pinned for reuse.
+  std::uint64_t cached_bytes() const;
 
   struct Pool;  // pinned slabs and freed segments kept pinned for reuse (pinned_tier.cpp)
 
