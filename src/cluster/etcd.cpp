@@ -118,26 +118,46 @@ Result<void> EtcdMembership::keep_alive() {
   return {};
 }
 
+Result<std::vector<Member>> parse_nodes_answer(std::string_view answer, std::string_view self) {
+  auto j = json::parse(answer, nullptr, false);
+  if (!j.is_object()) return make_error(ErrorCode::kPeerFailed, "etcd answered no JSON");
+  auto kvs = j.find("kvs");
+  if (kvs == j.end()) return std::vector<Member>{};  // no node registered
+  if (!kvs->is_array()) return make_error(ErrorCode::kPeerFailed, "etcd's kvs is not a list");
+  std::vector<Member> members;
+  for (const auto& kv : *kvs) {
+    if (!kv.is_object()) continue;
+    auto encoded = kv.find("value");
+    if (encoded == kv.end() || !encoded->is_string()) continue;
+    auto value = base64_decode(encoded->get_ref<const std::string&>());
+    if (!value) continue;
+    auto record = json::parse(*value, nullptr, false);
+    if (!record.is_object()) continue;
+    auto name = record.find("name");
+    auto address_text = record.find("address");
+    if (name == record.end() || !name->is_string() || address_text == record.end() ||
+        !address_text->is_string()) {
+      continue;
+    }
+    const std::string& node = name->get_ref<const std::string&>();
+    if (node == self || !validate_node_name(node)) continue;
+    auto address = parse_address(address_text->get_ref<const std::string&>());
+    if (!address) continue;
+    members.push_back(Member{node, std::move(*address), "etcd", true});
+  }
+  return members;
+}
+
 Result<void> EtcdMembership::refresh() {
   const std::string prefix = options_.prefix + "/nodes/";
   auto answer = call("/v3/kv/range", json({{"key", base64_encode(prefix)},
                                            {"range_end", base64_encode(range_end(prefix))}})
                                          .dump());
   if (!answer) return tl::unexpected(answer.error());
-  auto j = json::parse(*answer, nullptr, false);
-  if (!j.is_object()) return make_error(ErrorCode::kPeerFailed, "etcd answered no JSON");
+  auto found = parse_nodes_answer(*answer, membership_.self_name());
+  if (!found) return tl::unexpected(found.error());
   for (auto& [name, member] : seen_) member.alive = false;
-  for (const auto& kv : j.value("kvs", json::array())) {
-    auto value = base64_decode(kv.value("value", ""));
-    if (!value) continue;
-    auto record = json::parse(*value, nullptr, false);
-    if (!record.is_object() || !record.contains("name") || !record.contains("address")) continue;
-    const std::string name = record["name"].get<std::string>();
-    if (name == membership_.self_name() || !validate_node_name(name)) continue;
-    auto address = parse_address(record["address"].get<std::string>());
-    if (!address) continue;
-    seen_[name] = Member{name, std::move(*address), "etcd", true};
-  }
+  for (auto& member : *found) seen_[member.name] = std::move(member);
   std::vector<Member> members;
   for (const auto& [name, member] : seen_) members.push_back(member);
   membership_.set_discovered(std::move(members));

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <gswarm/error.hpp>
 
@@ -32,6 +33,12 @@ struct EtcdOptions {
   std::chrono::milliseconds refresh{1000};
   std::chrono::milliseconds timeout{3000};  // one call to etcd
 };
+
+// The nodes in etcd's answer to a range request over the cluster's prefix
+// (records of {"name", "address"}, base64 in "kvs"), without `self`. Records
+// that are not well-formed are skipped; an answer that is not JSON is kPeerFailed.
+[[nodiscard]] Result<std::vector<Member>> parse_nodes_answer(std::string_view answer,
+                                                             std::string_view self);
 
 class EtcdMembership {
  public:

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -40,11 +42,24 @@ Result<void> Membership::add_static(std::string_view name, std::string_view addr
 }
 
 Result<void> Membership::load_peers_file(const std::filesystem::path& path) {
+  constexpr std::uintmax_t kMaxPeersFile = 1 << 20;
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
   std::ifstream in(path);
-  if (!in) {
+  if (ec || !in) {
     return make_error(ErrorCode::kBadRequest,
                       fmt::format("--peers-file {}: cannot be read", path.string()));
   }
+  if (size > kMaxPeersFile) {
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("--peers-file {}: larger than 1 MiB", path.string()));
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return add_peers(text, "--peers-file " + path.string());
+}
+
+Result<void> Membership::add_peers(std::string_view peers, std::string_view origin) {
+  std::istringstream in{std::string(peers)};
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
     if (auto hash = line.find('#'); hash != std::string::npos) line.erase(hash);
@@ -63,13 +78,11 @@ Result<void> Membership::load_peers_file(const std::filesystem::path& path) {
     while (!address.empty() && address.front() == ' ') address.remove_prefix(1);
     if (address.empty() || address.find(' ') != std::string_view::npos) {
       return make_error(ErrorCode::kBadRequest,
-                        fmt::format("--peers-file {} line {}: give NAME HOST:PORT", path.string(),
-                                    number));
+                        fmt::format("{} line {}: give NAME HOST:PORT", origin, number));
     }
     if (auto ok = add_static(name, address); !ok) {
-      return make_error(ErrorCode::kBadRequest, fmt::format("--peers-file {} line {}: {}",
-                                                            path.string(), number,
-                                                            ok.error().message));
+      return make_error(ErrorCode::kBadRequest,
+                        fmt::format("{} line {}: {}", origin, number, ok.error().message));
     }
   }
   return {};

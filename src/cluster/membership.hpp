@@ -36,6 +36,8 @@ class Membership {
   [[nodiscard]] Result<void> add_static(std::string_view spec);
   // One peer per line, "NAME HOST:PORT" or "NAME=HOST:PORT"; '#' starts a comment.
   [[nodiscard]] Result<void> load_peers_file(const std::filesystem::path& path);
+  // The same from the file's text; `origin` names it in errors.
+  [[nodiscard]] Result<void> add_peers(std::string_view text, std::string_view origin);
   // Replaces every member that came from etcd.
   void set_discovered(std::vector<Member> members);
 

@@ -100,6 +100,37 @@ int open_read_only(const fs::path& path) {
 
 }  // namespace
 
+std::string read_value_header(
+    const std::function<bool(std::uint64_t offset, std::span<std::byte> into)>& read,
+    std::uint64_t file_size, ValueFileHeader& out) {
+  FixedHeader h{};
+  if (!read(0, std::as_writable_bytes(std::span(&h, 1))) || std::memcmp(h.magic, kMagic, 4) != 0) {
+    return "bad header";
+  }
+  if (h.version != kFormatVersion) return fmt::format("unknown format version {}", h.version);
+  if (h.key_size == 0 || h.key_size > 65536 || h.format_size > kMaxFormatBytes) {
+    return "bad header sizes";
+  }
+  std::string key(h.key_size, '\0');
+  std::string format(h.format_size, '\0');
+  if (!read(kFixedHeader, std::as_writable_bytes(std::span(key))) ||
+      !read(kFixedHeader + key.size(), std::as_writable_bytes(std::span(format)))) {
+    return "truncated header";
+  }
+  if (header_hash(h, key, format) != h.header_hash) return "header checksum mismatch";
+  const std::uint64_t header_size = kFixedHeader + key.size() + format.size();
+  if (h.payload_size > file_size || file_size - h.payload_size != header_size) {
+    return "file size does not match its header";
+  }
+  out = ValueFileHeader{std::move(key), std::move(format), h.payload_size, h.payload_hash,
+                        h.sequence, header_size};
+  return "";
+}
+
+std::string value_file_name(const ValueFileHeader& header) {
+  return fmt::format("{}-{:016x}.gsv", key_hash_hex(header.key), header.sequence);
+}
+
 struct DiskTier::Shared {
   fs::path root;
   fs::path values;
@@ -526,11 +557,8 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
   }
 
   struct Candidate {
-    std::uint64_t sequence;
     fs::path path;
-    std::string key;
-    std::string format;
-    FixedHeader header;
+    ValueFileHeader header;
   };
   std::map<std::string, Candidate> newest;  // by key
   std::uint64_t max_sequence = 0;
@@ -554,34 +582,21 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
       quarantine(path, fmt::format("cannot open it: {}", std::strerror(errno)));
       continue;
     }
-    FixedHeader h{};
-    std::string key;
-    std::string format;
-    std::string problem;
+    ValueFileHeader h;
     struct stat st {};
     const std::uint64_t file_size =
         ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
-    if (!pread_all(fd, &h, sizeof h, 0) || std::memcmp(h.magic, kMagic, 4) != 0) {
-      problem = "bad header";
-    } else if (h.version != kFormatVersion) {
-      problem = fmt::format("unknown format version {}", h.version);
-    } else if (h.key_size == 0 || h.key_size > 65536 || h.format_size > kMaxFormatBytes) {
-      problem = "bad header sizes";
-    } else {
-      key.resize(h.key_size);
-      format.resize(h.format_size);
-      if (!pread_all(fd, key.data(), key.size(), kFixedHeader) ||
-          !pread_all(fd, format.data(), format.size(), kFixedHeader + key.size())) {
-        problem = "truncated header";
-      } else if (header_hash(h, key, format) != h.header_hash) {
-        problem = "header checksum mismatch";
-      } else if (file_size != kFixedHeader + key.size() + format.size() + h.payload_size) {
-        problem = "file size does not match its header";
-      } else if (!path.filename().string().starts_with(key_hash_hex(key)) ||
-                 path.parent_path().filename() != key_hash_hex(key).substr(0, 2)) {
+    std::string problem = read_value_header(
+        [fd](std::uint64_t offset, std::span<std::byte> into) {
+          return pread_all(fd, into.data(), into.size(), offset);
+        },
+        file_size, h);
+    if (problem.empty()) {
+      const std::string hash = key_hash_hex(h.key);
+      if (!path.filename().string().starts_with(hash) ||
+          path.parent_path().filename() != hash.substr(0, 2)) {
         problem = "file name does not match its key";
-      } else if (path.filename().string() !=
-                 fmt::format("{}-{:016x}.gsv", key_hash_hex(key), h.sequence)) {
+      } else if (path.filename().string() != value_file_name(h)) {
         problem = "file name does not match its sequence number";
       }
     }
@@ -591,28 +606,27 @@ Result<std::vector<DiskTier::Recovered>> DiskTier::recover() {
       continue;
     }
     max_sequence = std::max(max_sequence, h.sequence);
-    auto it = newest.find(key);
+    auto it = newest.find(h.key);
     if (it != newest.end()) {
-      if (it->second.sequence > h.sequence) {
+      if (it->second.header.sequence > h.sequence) {
         remove_ours(path, "superseded by a newer write of the same key");
         continue;
       }
       remove_ours(it->second.path, "superseded by a newer write of the same key");
     }
-    Candidate candidate{h.sequence, path, key, std::move(format), h};
-    newest.insert_or_assign(std::move(key), std::move(candidate));
+    std::string key = h.key;
+    newest.insert_or_assign(std::move(key), Candidate{path, std::move(h)});
   }
   shared_->next_sequence = max_sequence + 1;
 
   std::vector<Recovered> out;
   out.reserve(newest.size());
   for (auto& [key, c] : newest) {
-    std::uint64_t header_size = kFixedHeader + c.key.size() + c.format.size();
     // Recovered files count against --max-disk even when they exceed it.
-    shared_->counter.add(header_size + c.header.payload_size);
-    out.push_back(Recovered{c.key, c.format,
+    shared_->counter.add(c.header.header_size + c.header.payload_size);
+    out.push_back(Recovered{c.header.key, c.header.format,
                             ExtentRef(new DiskExtent(shared_, c.path, c.header.payload_size,
-                                                     header_size, c.header.payload_hash,
+                                                     c.header.header_size, c.header.payload_hash,
                                                      c.header.sequence))});
   }
   return out;

@@ -22,7 +22,10 @@
 // runs once, before the tier is used.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <span>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +33,27 @@
 #include "storage/tier.hpp"
 
 namespace gswarm {
+
+// The header of a value file (doc/disk-format.md), as recovery reads it.
+struct ValueFileHeader {
+  std::string key;
+  std::string format;
+  std::uint64_t payload_size = 0;
+  std::uint64_t payload_hash = 0;
+  std::uint64_t sequence = 0;
+  std::uint64_t header_size = 0;  // where the payload starts
+};
+
+// Reads the header of a value file of `file_size` bytes through `read`, which
+// fills its span from the file's offset or returns false, and checks it: magic,
+// version, sizes, checksum, and that the file is exactly header and payload.
+// Returns what is wrong ("" when nothing is; `out` is then set).
+std::string read_value_header(
+    const std::function<bool(std::uint64_t offset, std::span<std::byte> into)>& read,
+    std::uint64_t file_size, ValueFileHeader& out);
+
+// "<key-hash>-<sequence>.gsv": the name of the file that holds this header.
+std::string value_file_name(const ValueFileHeader& header);
 
 class DiskTier final : public Tier {
  public:
