@@ -69,7 +69,7 @@ Result<void> write_file(const fs::path& path, const std::string& text) {
 }
 
 bool has_disk_replica(const KeyLocations& where) {
-  return std::any_of(where.replicas.begin(), where.replicas.end(), [](const ReplicaInfo& r) {
+  return std::any_of(where.replicas.begin(), where.replicas.end(), [](const ReplicaState& r) {
     return r.location == Location::disk() && r.status == CopyStatus::kComplete;
   });
 }
@@ -367,7 +367,7 @@ Result<Chunk> Pool::finish_create(PendingWrite pending, const ChunkSpec& spec,
   it->second.ready = true;
   it->second.creating_on_disk = false;  // its disk replica keeps the metadata now
   Chunk chunk = it->second.chunk;
-  ReplicaInfo replica;
+  ReplicaState replica;
   replica.location = written->location;
   replica.size = written->size;
   replica.last_accessed = chunk.created_at;
@@ -498,7 +498,7 @@ Result<ChunkFilter> ChunkFilter::make(std::optional<std::string_view> device,
 bool ChunkFilter::matches(const Chunk& chunk) const {
   if (type_ && chunk.type != *type_) return false;
   if (!device_ && !any_gpu_) return true;
-  return std::any_of(chunk.locations.begin(), chunk.locations.end(), [this](const ReplicaInfo& r) {
+  return std::any_of(chunk.locations.begin(), chunk.locations.end(), [this](const ReplicaState& r) {
     return r.status == CopyStatus::kComplete &&
            (any_gpu_ ? r.location.kind() == LocationKind::kDevice : r.location == *device_);
   });
@@ -560,7 +560,7 @@ Result<std::uint64_t> Pool::start_move(std::string_view id_view, Location destin
       return tl::unexpected(ok.error());
     }
   }
-  auto done = [this, settle](const Result<MoveResult>& moved) {
+  auto done = [this, settle](const Result<MoveOutcome>& moved) {
     struct Leave {
       std::atomic<int>& count;
       ~Leave() { count.fetch_sub(1); }

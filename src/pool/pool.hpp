@@ -70,7 +70,7 @@ struct Chunk {
   double last_accessed = 0;
   std::uint64_t access_count = 0;
   std::vector<std::string> references;  // names of holders, in the order they came
-  std::vector<ReplicaInfo> locations;    // from the Store, primary first
+  std::vector<ReplicaState> locations;    // from the Store, primary first
 };
 
 // What create() and the uploads are asked for.

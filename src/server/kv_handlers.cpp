@@ -50,7 +50,7 @@ json read_pointer_json(const std::optional<ReadPointer>& rp, Location where, con
   return j;
 }
 
-json replica_json(const ReplicaInfo& r, const Context& ctx) {
+json replica_json(const ReplicaState& r, const Context& ctx) {
   return {{"location", r.location.name()},
           {"size", r.size},
           {"last_accessed", r.last_accessed},

@@ -507,11 +507,11 @@ Result<void> Store::release(std::string_view key, std::optional<std::uint64_t> v
 
 // ---- moves ------------------------------------------------------------------------
 
-Result<MoveResult> Store::move(std::string_view key, Location destination) {
+Result<MoveOutcome> Store::move(std::string_view key, Location destination) {
   return move_impl(key, destination, std::make_shared<CopyProgress>(), 0, MoveMode{});
 }
 
-Result<MoveResult> Store::copy(std::string_view key, Location destination,
+Result<MoveOutcome> Store::copy(std::string_view key, Location destination,
                                std::optional<Location> source) {
   return move_impl(key, destination, std::make_shared<CopyProgress>(), 0, MoveMode{true, source});
 }
@@ -552,7 +552,7 @@ Result<std::uint64_t> Store::start_move(std::string key, Location destination,
   return id;
 }
 
-Result<MoveResult> Store::move_impl(std::string_view key_view, Location destination,
+Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destination,
                                     Operations::Progress progress, std::uint64_t operation,
                                     MoveMode mode) {
   if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
@@ -569,7 +569,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   std::uint64_t version = 0;
   std::string format;        // a copy: the entry's tag may be forgotten once the lock is gone
   std::vector<Replica> old;  // replicas the move retires, outside the lock
-  std::optional<MoveResult> already;
+  std::optional<MoveOutcome> already;
   {
     std::lock_guard lock(shard.mutex);
     auto it = shard.nodes.find(std::string_view(key));
@@ -593,7 +593,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
     const bool moving = entry.extras && entry.extras->moving;
     if (ExtentRef there = complete_at(destination)) {
       // Already there: a copy has nothing to do; a move keeps only that replica.
-      already = MoveResult{source->location(),   destination, there->size(), 0, "none",
+      already = MoveOutcome{source->location(),   destination, there->size(), 0, "none",
                            there->read_pointer()};
       if (!mode.keep_source && !moving && there != entry.primary) {
         count(entry, -1);
@@ -661,7 +661,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
       if (copied) note_retiring(shard, key, old);
     });
   };
-  auto fail = [&](Error error) -> Result<MoveResult> {
+  auto fail = [&](Error error) -> Result<MoveOutcome> {
     active_moves_.fetch_sub(1, std::memory_order_relaxed);
     if (!finish(nullptr)) return changed_during_move(key);
     return tl::unexpected(std::move(error));
@@ -699,7 +699,7 @@ Result<MoveResult> Store::move_impl(std::string_view key_view, Location destinat
   retire(shard, key, old);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  return MoveResult{source->location(), destination,         size, seconds,
+  return MoveOutcome{source->location(), destination,         size, seconds,
                     std::move(*method), copy->read_pointer()};
 }
 
@@ -745,7 +745,7 @@ KeyLocations Store::describe(std::string_view key, const Entry& entry) const {
                    std::string(FormatTable::name(entry.format)),
                    {}};
   auto info = [&](const Replica& r) {
-    ReplicaInfo i;
+    ReplicaState i;
     i.location = r.location;
     i.size = size;
     i.last_accessed = accessed;

@@ -75,7 +75,7 @@ struct StoreOptions {
 enum class CopyStatus : std::uint8_t { kComplete, kCopying, kError };
 std::string_view copy_status_name(CopyStatus status);
 
-struct ReplicaInfo {
+struct ReplicaState {
   Location location;
   std::uint64_t size = 0;
   double last_accessed = 0;  // unix seconds
@@ -88,7 +88,7 @@ struct KeyLocations {
   std::string key;
   Location primary;
   std::string format;
-  std::vector<ReplicaInfo> replicas;  // primary first
+  std::vector<ReplicaState> replicas;  // primary first
 };
 
 // One page of GET /locations: keys in a stable order, and where to go on.
@@ -103,7 +103,7 @@ struct WriteResult {
   std::string format;
 };
 
-struct MoveResult {
+struct MoveOutcome {
   Location source;
   Location destination;
   std::uint64_t size = 0;
@@ -241,19 +241,19 @@ class Store {
   [[nodiscard]] Result<ReplicaView> open_replica(std::string_view key,
                                                  std::optional<Location> location) const;
   // Blocking: copies on the calling thread.
-  [[nodiscard]] Result<MoveResult> move(std::string_view key, Location destination);
+  [[nodiscard]] Result<MoveOutcome> move(std::string_view key, Location destination);
   // Queues the move on the movers and returns its operation id at once; progress
   // and outcome are in operations(). kTooManyRequests when max_queued_moves
   // moves are already waiting. Higher priorities are taken first; `done`, when
   // set, runs on the mover with the outcome, before the operation shows it.
-  using MoveDone = std::function<void(const Result<MoveResult>&)>;
+  using MoveDone = std::function<void(const Result<MoveOutcome>&)>;
   [[nodiscard]] Result<std::uint64_t> start_move(std::string key, Location destination,
                                                  TaskPriority priority = TaskPriority::kNormal,
                                                  MoveDone done = {});
   // Blocking: like move(), but the source replica stays, so the key then lives in
   // both places (what `send` to a device of this node does). `source`, when set,
   // picks the replica to copy from. Release removes every replica.
-  [[nodiscard]] Result<MoveResult> copy(std::string_view key, Location destination,
+  [[nodiscard]] Result<MoveOutcome> copy(std::string_view key, Location destination,
                                         std::optional<Location> source = std::nullopt);
   const Operations& operations() const { return operations_; }
   // Where other long copies (sends to other servers) record their progress.
@@ -357,7 +357,7 @@ class Store {
     bool keep_source = false;
     std::optional<Location> source;
   };
-  Result<MoveResult> move_impl(std::string_view key, Location destination,
+  Result<MoveOutcome> move_impl(std::string_view key, Location destination,
                                Operations::Progress progress, std::uint64_t operation,
                                MoveMode mode);
   // How a new key's metadata is paid for when install() adds it.

@@ -143,7 +143,7 @@ TEST_F(StoreTest, WriteDuringMoveWinsAndMoveReportsConflict) {
   store_ = open();
   std::string value(16 * kMiB, 'a');
   ASSERT_TRUE(store_->write("k", bytes(value), Location::dram(), "bytes"));
-  Result<MoveResult> moved;
+  Result<MoveOutcome> moved;
   std::thread mover([&] { moved = store_->move("k", Location::disk()); });
   // Wait until the destination replica shows as copying.
   bool seen_copying = false;
