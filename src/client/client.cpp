@@ -470,7 +470,8 @@ class Client::Impl {
         if (used > 0 && buffer_.size() > 0) continue;
       }
       // Room for 64 KiB, or 1 MiB while much of a large body is still to come.
-      const bool large = parser.content_length_remaining().value_or(0) > kReadBuffer;
+      const bool large = parser.is_header_done() &&
+                         parser.content_length_remaining().value_or(0) > kReadBuffer;
       auto space = buffer_.prepare(large ? kLargeRead : kReadBuffer);
       std::size_t n = 0;
       if (auto got = receive_some({static_cast<std::byte*>(space.data()), space.size()}, deadline, n);
