@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target of build-asan/ (scripts/sanitize.sh builds them) on
-# its seed corpus in fuzz/corpus/<target>/ for FUZZ_SECONDS (default 20) each.
+# its seed corpus in fuzz/corpus/<target>/ for FUZZ_SECONDS (default 15) each.
 # New inputs go to a scratch corpus, not into the repository; a crash is saved
 # as build-asan/fuzz-findings/<target>-crash-* and fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${FUZZ_SECONDS:-20}"
+seconds="${FUZZ_SECONDS:-15}"
 findings=build-asan/fuzz-findings
 mkdir -p "$findings"
 status=0

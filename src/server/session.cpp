@@ -603,6 +603,28 @@ std::string request_id(const http::request_parser<http::empty_body>& parser,
   return metrics.next_request_id();
 }
 
+// An answer went out before the request's body was read (401, 413, ...) and the
+// connection is to close. The client may still be sending that body: closing
+// at once would make the kernel reset the connection, and a client still
+// writing would see the reset instead of the answer. So stop sending, and read
+// and drop what arrives for a moment (at most kLingerBytes) before closing.
+asio::awaitable<void> drain_unread_body(Connection& conn) {
+  constexpr std::size_t kLingerBytes = 64 << 20;
+  constexpr auto kLingerTime = std::chrono::seconds(2);
+  beast::error_code ec;
+  conn.socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  std::array<char, 16 * 1024> sink;
+  std::size_t dropped = 0;
+  conn.arm(kLingerTime);  // one deadline for all of it, not per read
+  while (dropped < kLingerBytes) {
+    auto [read_ec, n] = co_await conn.socket.async_read_some(asio::buffer(sink), kAwait);
+    if (read_ec) break;
+    dropped += n;
+  }
+  conn.disarm();
+}
+
 int send_queue_of(asio::ip::tcp::socket& socket) {
   int queued = 0;
   if (::ioctl(socket.native_handle(), SIOCOUTQ, &queued) != 0) return -1;
@@ -631,6 +653,7 @@ bool Connection::write_progressed() {
 asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
                             ConnectionSet& connections) {
   beast::flat_buffer buffer(kReadBuffer);
+  bool linger = false;  // answered before the request's body was read
   while (!env.stopping.load(std::memory_order_relaxed)) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kHeaderLimit);
@@ -680,8 +703,12 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
                     out.response.status, written ? "" : " (answer cut short)",
                     std::chrono::duration<double, std::milli>(took).count());
     }
-    if (!written) break;
+    if (!written) {
+      linger = !out.body_consumed;
+      break;
+    }
   }
+  if (linger) co_await drain_unread_body(*conn);
   beast::error_code ignored;
   conn->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
   conn->socket.close(ignored);
