@@ -41,10 +41,7 @@ class DramTier final : public Tier {
   // header that shares a small value's allocation.
   static std::uint64_t charge(std::uint64_t size);
   // What the limit leaves free; freed large blocks are kept for reuse within it.
-  std::uint64_t headroom() const {
-    const std::uint64_t used = counter_.used(), limit = counter_.limit();
-    return limit > used ? limit - used : 0;
-  }
+  std::uint64_t headroom() const { return counter_.headroom(); }
   // Called by this tier's extents when they go.
   void give_back(std::uint64_t size) {
     counter_.release(charge(size));

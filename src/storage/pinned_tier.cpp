@@ -3,7 +3,6 @@
 #include <sys/mman.h>
 
 #include <algorithm>
-#include <limits>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -38,14 +37,6 @@ Error cannot_pin(std::uint64_t size, int err) {
                fmt::format("cannot lock {} of pinned memory: {} (raise the memlock limit, "
                            "`ulimit -l`, or lower --max-pinned)",
                            format_size(size), std::strerror(err))};
-}
-
-// What --max-pinned leaves beside the values (no limit: any amount).
-std::uint64_t room_left(const LimitCounter& counter) {
-  const std::uint64_t limit = counter.limit();
-  if (limit == 0) return std::numeric_limits<std::uint64_t>::max();
-  const std::uint64_t used = counter.used();
-  return used >= limit ? 0 : limit - used;
 }
 
 }  // namespace
@@ -212,7 +203,7 @@ class SegmentPinnedExtent final : public Extent {
       : segment_(segment), pool_(std::move(pool)), counter_(std::move(counter)) {}
   ~SegmentPinnedExtent() override {
     counter_->release(segment_.block.size);
-    pool_->give(segment_, exported_.load(std::memory_order_relaxed), room_left(*counter_));
+    pool_->give(segment_, exported_.load(std::memory_order_relaxed), counter_->headroom());
   }
 
   Location location() const override { return Location::pinned_dram(); }
@@ -277,7 +268,7 @@ Result<ExtentRef> PinnedTier::allocate(std::uint64_t size, std::string_view, std
     return ExtentRef(new SegmentPinnedExtent(*cached, pool_, counter_));
   }
   // New pinned memory: the cache gives back what the limit no longer leaves it.
-  pool_->trim(room_left(*counter_));
+  pool_->trim(counter_->headroom());
   SharedBlock block = SharedMemory::allocate_segment(size);
   if (block.data == nullptr) {
     counter_->release(size);

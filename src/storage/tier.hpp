@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -38,6 +39,13 @@ class LimitCounter {
 
   std::uint64_t used() const { return used_.load(std::memory_order_relaxed); }
   std::uint64_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  // What the limit leaves beside what is used (no limit: any amount), e.g. for
+  // caches of freed memory that must stay within it.
+  std::uint64_t headroom() const {
+    const std::uint64_t limit = this->limit(), used = this->used();
+    if (limit == 0) return std::numeric_limits<std::uint64_t>::max();
+    return limit > used ? limit - used : 0;
+  }
   void set_limit(std::uint64_t limit) { limit_.store(limit, std::memory_order_relaxed); }
 
  private:
