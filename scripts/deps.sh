@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(g++ cmake ninja-build pkg-config
   libboost1.81-dev nlohmann-json3-dev libsimdjson-dev libcli11-dev libspdlog-dev libfmt-dev libexpected-dev
-  libxxhash-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev python3 python3-dev python3-pybind11 pybind11-dev python3-pytest python3-requests python3-numpy
+  libxxhash-dev libjemalloc-dev libssl-dev openssl libgtest-dev libgmock-dev libbenchmark-dev python3 python3-dev python3-pybind11 pybind11-dev python3-pytest python3-requests python3-numpy
   python3-torch "$@")
 missing=()
 for p in "${packages[@]}"; do

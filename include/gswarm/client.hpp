@@ -38,10 +38,18 @@ struct ClientOptions {
   // Sent as "Authorization: Bearer <token>" to a server started with --token;
   // empty: the GSWARM_TOKEN environment variable, when set.
   std::string token;
+  // A PEM file of the certificates to trust for TLS (the CA that signed the
+  // server's --tls-cert, or that certificate itself); empty: GSWARM_TLS_CA when
+  // set. Given, or with an "https://" address, the client speaks TLS, checking
+  // the server's certificate for the address's host (with neither CA: against
+  // the system's certificates).
+  std::string tls_ca;
 };
 
 // The token a client sends when none is given: GSWARM_TOKEN, or "".
 std::string default_token();
+// The certificates a client trusts when none are given: GSWARM_TLS_CA, or "".
+std::string default_tls_ca();
 
 // One copy of a value, as GET /location and GET /locations describe it.
 struct ReplicaInfo {
@@ -162,7 +170,8 @@ struct BytesValue {
 
 class Client {
  public:
-  // `address` is "host:port", optionally prefixed by "http://"; a missing port
+  // `address` is "host:port", optionally prefixed by "http://" or "https://"
+  // (TLS, see ClientOptions::tls_ca); a missing port
   // means 9015 and IPv6 hosts are written in brackets ("[::1]:9015"). Nothing is
   // sent until the first call; the connection is opened lazily and kept alive.
   explicit Client(std::string_view address = kDefaultServerAddress, ClientOptions options = {});
@@ -172,7 +181,7 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // The address as given, without any "http://" prefix (used in messages).
+  // The address as given, without any "http://" or "https://" prefix (used in messages).
   const std::string& address() const;
 
   // POST /write. `json_value` is the JSON text of the value (`"john"` with quotes

@@ -34,8 +34,8 @@ bool is_array_format(std::string_view format) {
 class PyClient {
  public:
   PyClient(const std::string& address, double timeout, double move_timeout,
-           const std::string& token)
-      : client_(address, ClientOptions{to_ms(timeout), to_ms(move_timeout), token}) {}
+           const std::string& token, const std::string& tls_ca)
+      : client_(address, ClientOptions{to_ms(timeout), to_ms(move_timeout), token, tls_ca}) {}
 
   const std::string& address() const { return client_.address(); }
 
@@ -182,9 +182,9 @@ std::unique_ptr<MappedValue> open_mapped(const std::string& socket, const std::s
 
 void bind_client(py::module_& m) {
   py::class_<PyClient>(m, "Client")
-      .def(py::init<const std::string&, double, double, const std::string&>(),
+      .def(py::init<const std::string&, double, double, const std::string&, const std::string&>(),
            py::arg("address"), py::arg("timeout") = 60.0, py::arg("move_timeout") = 600.0,
-           py::arg("token") = "")
+           py::arg("token") = "", py::arg("tls_ca") = "")
       .def_property_readonly("address", &PyClient::address)
       .def("write_json", &PyClient::write_json)
       .def("write_parts", &PyClient::write_parts)

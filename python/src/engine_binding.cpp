@@ -231,7 +231,8 @@ void bind_engine(py::module_& m) {
                        int io_threads, int threads, std::vector<std::string> source_roots,
                        std::vector<std::string> peers, const std::string& node_name,
                        const std::string& log_level, const std::string& token,
-                       bool protected_mode) {
+                       bool protected_mode, const std::string& tls_cert,
+                       const std::string& tls_key, const std::string& tls_ca) {
              if (port < 0 || port > 65535) {
                raise(Error{ErrorCode::kBadRequest, "port must be from 0 to 65535"});
              }
@@ -244,6 +245,9 @@ void bind_engine(py::module_& m) {
              options.node_name = node_name;
              options.token = token;
              options.protected_mode = protected_mode;
+             options.tls_cert = tls_cert;
+             options.tls_key = tls_key;
+             options.tls_ca = tls_ca;
              return std::make_unique<PyServer>(
                  store_options(max_memory, disk_path, max_pinned, move_threads, io_threads),
                  std::move(options), log_level);
@@ -251,7 +255,8 @@ void bind_engine(py::module_& m) {
            py::arg("host"), py::arg("port"), py::arg("max_memory"), py::arg("disk_path"),
            py::arg("max_pinned"), py::arg("move_threads"), py::arg("io_threads"),
            py::arg("threads"), py::arg("source_roots"), py::arg("peers"), py::arg("node_name"),
-           py::arg("log_level"), py::arg("token") = "", py::arg("protected_mode") = true)
+           py::arg("log_level"), py::arg("token") = "", py::arg("protected_mode") = true,
+           py::arg("tls_cert") = "", py::arg("tls_key") = "", py::arg("tls_ca") = "")
       .def("listen", &PyServer::listen)
       .def("run", &PyServer::run)
       .def("stop", &PyServer::stop)

@@ -39,6 +39,7 @@ struct Args {
   std::string host{kDefaultServerAddress};
   bool json = false;
   TokenArgs token;
+  std::string tls_ca;  // --tls-ca, or GSWARM_TLS_CA
   std::string key;
   std::string value;
   std::string location = "dram";
@@ -284,6 +285,11 @@ std::string sent_line(const SendResult& sent) {
   return line;
 }
 
+// How every connection a command opens reaches the server.
+ClientOptions client_options(const Args& args) {
+  return ClientOptions{.token = args.token.token, .tls_ca = args.tls_ca};
+}
+
 // Sends, and on a terminal draws the send's progress on stderr while a large
 // value travels (read from the server's record of it, GET /operations).
 Result<SendResult> send_showing_progress(Client& client, const Args& args,
@@ -295,7 +301,7 @@ Result<SendResult> send_showing_progress(Client& client, const Args& args,
     result.emplace(client.send(args.key, target, options));
     done = true;
   });
-  Client watcher(args.host, ClientOptions{.token = args.token.token});
+  Client watcher(args.host, client_options(args));
   bool drawn = false;
   while (!done) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -694,11 +700,15 @@ void add_command(CLI::App& data, const CommandSpec& spec) {
   cmd->add_option("--host", args->host, "Server address")->capture_default_str();
   cmd->add_flag("--json", args->json, "Print the server's JSON answer");
   add_token_options(*cmd, args->token, "Token of a server started with --token");
+  cmd->add_option("--tls-ca", args->tls_ca,
+                  "PEM file of the certificates to trust: talk TLS to a server started with "
+                  "--tls-cert (an https:// --host does too, trusting the system's certificates)")
+      ->envname("GSWARM_TLS_CA");
   cmd->callback([args, run = spec.run] {
     auto token = resolve_token(args->token, /*warn_if_shared=*/false);
     if (!token) fail(token.error().message);
     args->token = {*token, ""};  // resolved, for every connection the command opens
-    Client client(args->host, ClientOptions{.token = *token});
+    Client client(args->host, client_options(*args));
     auto text = run(client, *args);
     if (!text) fail(text.error().message);
     if (args->json) {

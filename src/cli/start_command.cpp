@@ -55,6 +55,9 @@ struct StartArgs {
   int request_timeout = 30;
   TokenArgs token;
   std::string protected_mode = "yes";
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_ca;
 };
 
 // Parses one size option, or prints one line and exits.
@@ -139,6 +142,9 @@ int run_start(const StartArgs& args) {
   }
   options.token = *token;
   options.protected_mode = args.protected_mode == "yes";
+  options.tls_cert = args.tls_cert;
+  options.tls_key = args.tls_key;
+  options.tls_ca = args.tls_ca;
 
   auto store = Store::open(store_options);
   if (!store) {
@@ -282,6 +288,15 @@ void add_start_command(CLI::App& data) {
                   "clients on this machine (others get 403); no: serve everyone")
       ->capture_default_str()
       ->check(CLI::IsMember({"yes", "no"}));
+  cmd->add_option("--tls-cert", args->tls_cert,
+                  "PEM certificate (chain): serve HTTPS only, and speak TLS to other servers")
+      ->envname("GSWARM_TLS_CERT");
+  cmd->add_option("--tls-key", args->tls_key, "PEM private key of --tls-cert")
+      ->envname("GSWARM_TLS_KEY");
+  cmd->add_option("--tls-ca", args->tls_ca,
+                  "PEM certificates other servers' certificates are checked against "
+                  "(default: the system's)")
+      ->envname("GSWARM_TLS_CA");
   cmd->callback([args] { std::exit(run_start(*args)); });
 }
 

@@ -2,21 +2,25 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
+#include <array>
 #include <atomic>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
 #include <utility>
 
+#include <fmt/format.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/key.hpp"
+#include "tls/tls.hpp"
 
 namespace gswarm {
 namespace {
@@ -29,6 +33,7 @@ using std::chrono::milliseconds;
 
 constexpr std::string_view kDefaultPort = "9015";
 constexpr std::string_view kHttpPrefix = "http://";
+constexpr std::string_view kHttpsPrefix = "https://";
 constexpr std::string_view kStartHint = "is the server running? start it with: gswarm data start";
 constexpr std::string_view kFormatHeader = "X-Gswarm-Format";
 constexpr std::size_t kMaxBodyInMessage = 300;
@@ -40,6 +45,7 @@ struct HostPort {
 
 std::string strip_scheme(std::string_view address) {
   if (address.starts_with(kHttpPrefix)) address.remove_prefix(kHttpPrefix.size());
+  if (address.starts_with(kHttpsPrefix)) address.remove_prefix(kHttpsPrefix.size());
   while (address.ends_with('/')) address.remove_suffix(1);
   return std::string(address);
 }
@@ -60,8 +66,7 @@ HostPort split_address(std::string_view address) {
   bool has_port = colon != std::string_view::npos && address.find(':') == colon;
   if (!has_port) return {std::string(address), std::string(kDefaultPort)};
   std::string_view port = address.substr(colon + 1);
-  return {std::string(address.substr(0, colon)),
-          std::string(port.empty() ? kDefaultPort : port)};
+  return {std::string(address.substr(0, colon)), std::string(port.empty() ? kDefaultPort : port)};
 }
 
 // JSON string literal for `text`; invalid UTF-8 is replaced rather than thrown on
@@ -96,9 +101,9 @@ Error error_from_answer(unsigned status, const std::string& body) {
     }
     return Error{status < 500 ? ErrorCode::kBadRequest : ErrorCode::kInternal, std::move(detail)};
   }
-  return Error{ErrorCode::kProtocol,
-               fmt::format("server answered HTTP {} with an unexpected body: {}", status,
-                           shorten(body))};
+  return Error{
+      ErrorCode::kProtocol,
+      fmt::format("server answered HTTP {} with an unexpected body: {}", status, shorten(body))};
 }
 
 // Runs `extract` on a parsed answer; a missing or mistyped field (nlohmann throws)
@@ -108,9 +113,8 @@ auto decode(const json& answer, F extract) -> Result<decltype(extract(answer))> 
   try {
     return extract(answer);
   } catch (const json::exception& e) {
-    return make_error(ErrorCode::kProtocol,
-                      fmt::format("unexpected answer from server ({}): {}", e.what(),
-                                  shorten(answer.dump())));
+    return make_error(ErrorCode::kProtocol, fmt::format("unexpected answer from server ({}): {}",
+                                                        e.what(), shorten(answer.dump())));
   }
 }
 
@@ -203,6 +207,8 @@ class Client::Impl {
   Impl(std::string_view address, ClientOptions options)
       : address_(strip_scheme(address)), target_(split_address(address_)), options_(options) {
     if (options_.token.empty()) options_.token = default_token();
+    if (options_.tls_ca.empty()) options_.tls_ca = default_tls_ca();
+    use_tls_ = address.starts_with(kHttpsPrefix) || !options_.tls_ca.empty();
     if (!options_.token.empty()) authorization_ = "Bearer " + options_.token;
   }
 
@@ -287,8 +293,9 @@ class Client::Impl {
       if (status >= 400) {
         if (size > kMaxErrorBody) {
           close();
-          return make_error(ErrorCode::kProtocol,
-                            fmt::format("server answered HTTP {} with a {} byte body", status, size));
+          return make_error(
+              ErrorCode::kProtocol,
+              fmt::format("server answered HTTP {} with a {} byte body", status, size));
         }
         last_body_.resize(size);
         into = std::as_writable_bytes(std::span<char>(last_body_.data(), last_body_.size()));
@@ -334,7 +341,8 @@ class Client::Impl {
       bool stale = false;
       std::optional<Answer> answer = exchange(req, timeout, ec, stale);
       if (answer) {
-        if (answer->status >= 400) return tl::unexpected(error_from_answer(answer->status, last_body_));
+        if (answer->status >= 400)
+          return tl::unexpected(error_from_answer(answer->status, last_body_));
         return *answer;
       }
       close();
@@ -344,6 +352,10 @@ class Client::Impl {
   }
 
   Error connection_error(const beast::error_code& ec, milliseconds timeout) const {
+    if (!tls_error_.empty()) {
+      return Error{ErrorCode::kConnection,
+                   fmt::format("connection to {} failed: {}", address_, tls_error_)};
+    }
     if (ec == beast::error::timeout) {
       return Error{ErrorCode::kTimeout,
                    fmt::format("no answer from {} within {} s", address_,
@@ -365,6 +377,7 @@ class Client::Impl {
   }
 
   Result<void> connect(milliseconds timeout) {
+    tls_error_.clear();
     if (endpoints_.empty()) {
       asio::ip::tcp::resolver resolver(io_);
       beast::error_code ec;
@@ -385,6 +398,12 @@ class Client::Impl {
     }
     beast::error_code ignored;
     stream_.socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (use_tls_) {
+      if (auto secured = start_tls(timeout); !secured) {
+        close();
+        return secured;
+      }
+    }
     buffer_.clear();
     // Beast reads at most what the buffer has room for (at least 512 bytes, at
     // most 64 KiB): room for 64 KiB keeps a large answer from arriving in
@@ -394,7 +413,34 @@ class Client::Impl {
     return {};
   }
 
+  // The TLS handshake on the connected socket, until `deadline`.
+  Result<void> start_tls(milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    if (!tls_context_) {
+      auto context = tls::ClientContext::create(options_.tls_ca);
+      if (!context) return tl::unexpected(context.error());
+      tls_context_ = std::move(*context);
+    }
+    const int fd = stream_.socket().native_handle();
+    auto channel = tls::Channel::connect(*tls_context_, fd, target_.host);
+    if (!channel) return tl::unexpected(channel.error());
+    for (;;) {
+      tls::Step step = (*channel)->handshake();
+      if (step.state == tls::Step::State::kDone) break;
+      if (step.state == tls::Step::State::kFailed) {
+        return make_error(ErrorCode::kConnection,
+                          fmt::format("cannot connect to {}: {}", address_, step.error));
+      }
+      if (auto waited = wait_for(fd, step.events, deadline)) {
+        return tl::unexpected(connection_error(waited, timeout));
+      }
+    }
+    tls_ = std::move(*channel);
+    return {};
+  }
+
   void close() {
+    tls_.reset();
     beast::error_code ignored;
     stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     stream_.close();
@@ -433,20 +479,112 @@ class Client::Impl {
     return answer;
   }
 
-  // A request up to kDirectRequest goes out with one blocking send: the socket's
-  // send queue is empty between calls (every answer was read whole), so it cannot
-  // block. Larger ones take the asynchronous path, whose timer also covers a
-  // server that stops reading.
+  // Writes the request within `timeout`: most go out in one system call (the
+  // socket's send queue is empty between calls, every answer having been read
+  // whole); a large body waits with poll() whenever the queue is full.
   template <typename Body>
   beast::error_code write_request(http::request<Body>& req, milliseconds timeout) {
-    auto size = req.payload_size();
-    if (size && *size <= kDirectRequest) {
-      beast::error_code ec;
-      http::write(stream_.socket(), req, ec);
-      return ec;
+    beast::error_code ec;
+    Writer writer{*this, std::chrono::steady_clock::now() + timeout};
+    http::write(writer, req, ec);
+    return ec;
+  }
+
+  // The SyncWriteStream http::write writes to: the socket, or TLS over it.
+  struct Writer {
+    Impl& impl;
+    std::chrono::steady_clock::time_point deadline;
+    template <typename Buffers>
+    std::size_t write_some(const Buffers& buffers, beast::error_code& ec) {
+      return impl.send_some(buffers, deadline, ec);
     }
-    stream_.expires_after(timeout);
-    return run([&](auto handler) { http::async_write(stream_, req, std::move(handler)); });
+    template <typename Buffers>
+    std::size_t write_some(const Buffers& buffers) {
+      beast::error_code ec;
+      const std::size_t n = write_some(buffers, ec);
+      if (ec) throw beast::system_error(ec);
+      return n;
+    }
+  };
+
+  // Sends what the socket takes of `buffers` now, waiting until `deadline` for
+  // room when it takes nothing. Over TLS, pieces that fit one record are
+  // gathered into one.
+  template <typename Buffers>
+  std::size_t send_some(const Buffers& buffers, std::chrono::steady_clock::time_point deadline,
+                        beast::error_code& ec) {
+    constexpr std::size_t kMaxPieces = 16;
+    const int fd = stream_.socket().native_handle();
+    iovec pieces[kMaxPieces];
+    std::size_t count = 0;
+    std::size_t total = 0;
+    for (asio::const_buffer b : beast::buffers_range_ref(buffers)) {
+      if (b.size() == 0) continue;
+      if (count == kMaxPieces) break;
+      pieces[count++] = {const_cast<void*>(b.data()), b.size()};
+      total += b.size();
+    }
+    if (count == 0) return 0;
+    for (;;) {
+      short events = POLLOUT;
+      if (tls_) {
+        const void* data = pieces[0].iov_base;
+        std::size_t size = pieces[0].iov_len;
+        if (count > 1 && total <= tls::kRecordSize) {
+          std::size_t at = 0;
+          for (std::size_t i = 0; i < count; ++i) {
+            std::memcpy(record_.data() + at, pieces[i].iov_base, pieces[i].iov_len);
+            at += pieces[i].iov_len;
+          }
+          data = record_.data();
+          size = total;
+        }
+        tls::Step step = tls_->write(data, size);
+        if (step.state == tls::Step::State::kDone) return step.bytes;
+        if (step.state == tls::Step::State::kFailed) {
+          ec = tls_failure(std::move(step));
+          return 0;
+        }
+        events = step.events;
+      } else {
+        msghdr message{};
+        message.msg_iov = pieces;
+        message.msg_iovlen = count;
+        const ssize_t n = ::sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          ec = {errno, beast::system_category()};
+          return 0;
+        }
+      }
+      if (auto waited = wait_for(fd, events, deadline)) {
+        ec = waited;
+        return 0;
+      }
+    }
+  }
+
+  // Waits until `fd` is ready for `events` or `deadline` passes.
+  static beast::error_code wait_for(int fd, short events,
+                                    std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+      const auto left =
+          std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return beast::error::timeout;
+      pollfd wait{fd, events, 0};
+      const int ready =
+          ::poll(&wait, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
+      if (ready > 0) return {};
+      if (ready < 0 && errno != EINTR) return {errno, beast::system_category()};
+    }
+  }
+
+  // A failed TLS step: the socket's own error, or one whose reason is kept for
+  // the message connection_error() makes.
+  beast::error_code tls_failure(tls::Step step) {
+    if (step.sys_errno != 0) return {step.sys_errno, beast::system_category()};
+    tls_error_ = std::move(step.error);
+    return asio::error::make_error_code(asio::error::no_protocol_option);
   }
 
   // Reads an answer with poll() and recv() until `deadline`: fewer system calls
@@ -470,11 +608,12 @@ class Client::Impl {
         if (used > 0 && buffer_.size() > 0) continue;
       }
       // Room for 64 KiB, or 1 MiB while much of a large body is still to come.
-      const bool large = parser.is_header_done() &&
-                         parser.content_length_remaining().value_or(0) > kReadBuffer;
+      const bool large =
+          parser.is_header_done() && parser.content_length_remaining().value_or(0) > kReadBuffer;
       auto space = buffer_.prepare(large ? kLargeRead : kReadBuffer);
       std::size_t n = 0;
-      if (auto got = receive_some({static_cast<std::byte*>(space.data()), space.size()}, deadline, n);
+      if (auto got =
+              receive_some({static_cast<std::byte*>(space.data()), space.size()}, deadline, n);
           got) {
         return got;
       }
@@ -489,25 +628,32 @@ class Client::Impl {
 
   // Waits for bytes until `deadline` and receives what is there into `into`;
   // `n` = 0 at the end of the stream.
+  // Plain: waits first (an answer is rarely there the moment the request has
+  // gone). TLS: reads first, as bytes may be decrypted and waiting already.
   beast::error_code receive_some(std::span<std::byte> into,
                                  std::chrono::steady_clock::time_point deadline, std::size_t& n) {
     const int fd = stream_.socket().native_handle();
-    for (;;) {
-      const auto left =
-          std::chrono::ceil<milliseconds>(deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) return beast::error::timeout;
-      pollfd wait{fd, POLLIN, 0};
-      const int ready =
-          ::poll(&wait, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 1 << 30)));
-      if (ready < 0 && errno != EINTR) return {errno, beast::system_category()};
-      if (ready <= 0) continue;  // interrupted, or the deadline: checked above
-      const ssize_t got = ::recv(fd, into.data(), into.size(), MSG_DONTWAIT);
-      if (got < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
-        return {errno, beast::system_category()};
+    short events = POLLIN;
+    for (bool try_now = tls_ != nullptr;; try_now = true) {
+      if (try_now && tls_) {
+        tls::Step step = tls_->read(into.data(), into.size());
+        if (step.state == tls::Step::State::kDone) {
+          n = step.bytes;
+          return {};
+        }
+        if (step.state == tls::Step::State::kFailed) return tls_failure(std::move(step));
+        events = step.events;
+      } else if (try_now) {
+        const ssize_t got = ::recv(fd, into.data(), into.size(), MSG_DONTWAIT);
+        if (got >= 0) {
+          n = static_cast<std::size_t>(got);
+          return {};
+        }
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          return {errno, beast::system_category()};
+        }
       }
-      n = static_cast<std::size_t>(got);
-      return {};
+      if (auto waited = wait_for(fd, events, deadline)) return waited;
     }
   }
 
@@ -516,7 +662,12 @@ class Client::Impl {
   ClientOptions options_;
   std::string authorization_;  // the header's value; empty without a token
   asio::io_context io_;
-  beast::tcp_stream stream_{io_};
+  beast::tcp_stream stream_{io_};  // connects with a timeout; reads and writes go to its socket
+  bool use_tls_ = false;
+  std::shared_ptr<tls::ClientContext> tls_context_;  // made at the first connection
+  std::unique_ptr<tls::Channel> tls_;                // null: plain, or not connected
+  std::string tls_error_;                            // why the last TLS step failed
+  std::array<char, tls::kRecordSize> record_;        // small pieces gathered for one record
   beast::flat_buffer buffer_;
   asio::ip::tcp::resolver::results_type endpoints_;
   bool connected_ = false;
@@ -526,6 +677,11 @@ class Client::Impl {
 std::string default_token() {
   const char* token = std::getenv("GSWARM_TOKEN");
   return token != nullptr ? std::string(token) : std::string();
+}
+
+std::string default_tls_ca() {
+  const char* ca = std::getenv("GSWARM_TLS_CA");
+  return ca != nullptr ? std::string(ca) : std::string();
 }
 
 Client::Client(std::string_view address, ClientOptions options)
@@ -546,8 +702,8 @@ Result<void> Client::write(std::string_view key, std::string_view json_value,
                       fmt::format("value is not valid JSON: {}", shorten(json_value)));
   }
   // The value's text is spliced in as given: no parse and re-serialisation.
-  std::string body = fmt::format(R"({{"key":{},"value":{},"location":{}}})", quote(key),
-                                 json_value, quote(location));
+  std::string body = fmt::format(R"({{"key":{},"value":{},"location":{}}})", quote(key), json_value,
+                                 quote(location));
   auto answer = impl_->call(http::verb::post, "/write", std::move(body));
   if (!answer) return tl::unexpected(answer.error());
   return {};
@@ -635,8 +791,8 @@ Result<MoveResult> Client::move(std::string_view key, std::string_view destinati
 
 Result<std::uint64_t> Client::start_move(std::string_view key, std::string_view destination) {
   if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
-  std::string body = fmt::format(R"({{"key":{},"destination":{},"wait":false}})", quote(key),
-                                 quote(destination));
+  std::string body =
+      fmt::format(R"({{"key":{},"destination":{},"wait":false}})", quote(key), quote(destination));
   auto answer = impl_->call(http::verb::post, "/move", std::move(body));
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) { return j.at("operation_id").get<std::uint64_t>(); });
@@ -830,8 +986,8 @@ Result<CreatedChunk> Client::create_chunk(std::string_view source, const ChunkOp
                {"device", options.device},
                {"type", options.type},
                {"format", options.format}};
-  auto answer = impl_->call(http::verb::post, "/api/v1/data", to_text(body),
-                            impl_->options().move_timeout);
+  auto answer =
+      impl_->call(http::verb::post, "/api/v1/data", to_text(body), impl_->options().move_timeout);
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, created_from_json);
 }
@@ -843,8 +999,7 @@ Result<CreatedChunk> Client::start_create_chunk(std::string_view source,
                {"type", options.type},
                {"format", options.format},
                {"wait", false}};
-  auto answer = impl_->call(http::verb::post, "/api/v1/data",
-                            to_text(body));
+  auto answer = impl_->call(http::verb::post, "/api/v1/data", to_text(body));
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, created_from_json);
 }
@@ -852,9 +1007,9 @@ Result<CreatedChunk> Client::start_create_chunk(std::string_view source,
 Result<CreatedChunk> Client::upload_chunk(std::span<const std::byte> data,
                                           const ChunkOptions& options, std::string_view source,
                                           std::atomic<std::uint64_t>* sent) {
-  std::string target = fmt::format("/api/v1/data?device={}&type={}&format={}",
-                                   url_encode(options.device), url_encode(options.type),
-                                   url_encode(options.format));
+  std::string target =
+      fmt::format("/api/v1/data?device={}&type={}&format={}", url_encode(options.device),
+                  url_encode(options.type), url_encode(options.format));
   if (!source.empty()) target += "&source=" + url_encode(source);
   const std::span<const std::byte> parts[] = {data};
   http::request<GatherBody> req{http::verb::post, target, 11};
@@ -877,8 +1032,7 @@ Result<Chunk> Client::chunk(std::string_view id) {
 Result<std::uint64_t> Client::move_chunk(std::string_view id, std::string_view device,
                                          std::string_view priority) {
   json body = {{"target_device", device}, {"priority", priority}};
-  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/move",
-                            to_text(body));
+  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/move", to_text(body));
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) { return j.at("task_id").get<std::uint64_t>(); });
 }
@@ -886,8 +1040,7 @@ Result<std::uint64_t> Client::move_chunk(std::string_view id, std::string_view d
 Result<std::uint64_t> Client::transfer_chunk(std::string_view id, std::string_view node,
                                              std::string_view device, bool delete_source) {
   json body = {{"target_node", node}, {"target_device", device}, {"delete_source", delete_source}};
-  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/transfer",
-                            to_text(body));
+  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/transfer", to_text(body));
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) { return j.at("task_id").get<std::uint64_t>(); });
 }
@@ -900,8 +1053,7 @@ Result<void> Client::delete_chunk(std::string_view id, bool force) {
 
 Result<Chunk> Client::add_chunk_reference(std::string_view id, std::string_view holder) {
   json body = {{"holder", holder}};
-  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/references",
-                            to_text(body));
+  auto answer = impl_->call(http::verb::post, chunk_path(id) + "/references", to_text(body));
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, chunk_from_json);
 }

@@ -32,20 +32,20 @@ Result<ChunkTransferOutcome> transfer_chunk(pool::Pool& pool, Sender& sender,
 
   ChunkTransferOutcome outcome;
   outcome.sent = *sent;
-  auto conn = PeerConnection::open(sent->address, sender.options().timeout);
-  Result<PeerAnswer> answer = conn ? conn->call("PUT", "/api/v1/data/" + url_encode(id),
-                                                pool::metadata_json(transfer.chunk),
-                                                sender.peer_headers())
-                                   : Result<PeerAnswer>(tl::unexpected(conn.error()));
+  auto conn = sender.connect(sent->address);
+  Result<PeerAnswer> answer =
+      conn ? conn->call("PUT", "/api/v1/data/" + url_encode(id),
+                        pool::metadata_json(transfer.chunk), sender.peer_headers())
+           : Result<PeerAnswer>(tl::unexpected(conn.error()));
   if (!answer || answer->status != 200) {
     Error why = answer ? peer_error(sent->address, *answer) : answer.error();
     // The bytes without their metadata would be a stray key there.
     if (conn) {
-      auto released = conn->call("DELETE", "/release/" + url_encode(id), "",
-                                 sender.peer_headers());
+      auto released = conn->call("DELETE", "/release/" + url_encode(id), "", sender.peer_headers());
       if (!released) spdlog::info("transfer {}: {}", id, released.error().message);
     }
-    why.message = fmt::format("the bytes arrived but the chunk's metadata did not: {}", why.message);
+    why.message =
+        fmt::format("the bytes arrived but the chunk's metadata did not: {}", why.message);
     return tl::unexpected(why);
   }
   if (transfer.delete_source) {

@@ -11,9 +11,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
-#include <boost/beast/http.hpp>
 #include <fmt/format.h>
+#include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
 namespace gswarm::cluster {
@@ -23,26 +24,28 @@ namespace http = boost::beast::http;
 
 constexpr std::size_t kMaxAnswer = 1 << 20;
 constexpr std::size_t kReceiveChunk = 64 << 10;
+constexpr std::size_t kFileChunk = 1 << 20;  // a value file read at a time, to send over TLS
 
 }  // namespace
 
 Result<PeerConnection> PeerConnection::open(const Address& address,
                                             std::chrono::milliseconds timeout,
-                                            const std::atomic<bool>* stop) {
+                                            const std::atomic<bool>* stop,
+                                            const tls::ClientContext* tls) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
   const std::string port = std::to_string(address.port);
   if (int rc = ::getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-    return make_error(ErrorCode::kPeerFailed, fmt::format("cannot resolve {}: {}", address.text(),
-                                                          ::gai_strerror(rc)));
+    return make_error(ErrorCode::kPeerFailed,
+                      fmt::format("cannot resolve {}: {}", address.text(), ::gai_strerror(rc)));
   }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> list(found, ::freeaddrinfo);
   Error last{ErrorCode::kPeerFailed, fmt::format("cannot connect to {}", address.text())};
   for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                      ai->ai_protocol);
+    int fd =
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0) {
       last.message = fmt::format("cannot connect to {}: {}", address.text(), std::strerror(errno));
       continue;
@@ -67,6 +70,9 @@ Result<PeerConnection> PeerConnection::open(const Address& address,
         continue;
       }
     }
+    if (tls != nullptr) {
+      if (auto secured = conn.start_tls(*tls); !secured) return tl::unexpected(secured.error());
+    }
     return conn;
   }
   return tl::unexpected(last);
@@ -77,7 +83,8 @@ PeerConnection::PeerConnection(PeerConnection&& other) noexcept
       address_(std::move(other.address_)),
       timeout_(other.timeout_),
       stop_(other.stop_),
-      pending_(std::move(other.pending_)) {}
+      pending_(std::move(other.pending_)),
+      tls_(std::move(other.tls_)) {}
 
 PeerConnection& PeerConnection::operator=(PeerConnection&& other) noexcept {
   std::swap(fd_, other.fd_);
@@ -85,11 +92,28 @@ PeerConnection& PeerConnection::operator=(PeerConnection&& other) noexcept {
   std::swap(timeout_, other.timeout_);
   std::swap(stop_, other.stop_);
   std::swap(pending_, other.pending_);
+  std::swap(tls_, other.tls_);
   return *this;
 }
 
 PeerConnection::~PeerConnection() {
+  tls_.reset();  // before the socket it writes to
   if (fd_ >= 0) ::close(fd_);
+}
+
+Result<void> PeerConnection::start_tls(const tls::ClientContext& context) {
+  auto channel = tls::Channel::connect(context, fd_, address_.host);
+  if (!channel) return tl::unexpected(channel.error());
+  for (;;) {
+    tls::Step step = (*channel)->handshake();
+    if (step.state == tls::Step::State::kDone) break;
+    if (step.state == tls::Step::State::kFailed) {
+      return make_error(ErrorCode::kPeerFailed, fmt::format("{}: {}", address_.text(), step.error));
+    }
+    if (auto ready = wait(step.events); !ready) return ready;
+  }
+  tls_ = std::move(*channel);
+  return {};
 }
 
 Error PeerConnection::failure(std::string_view what, int err) const {
@@ -109,9 +133,8 @@ Result<void> PeerConnection::wait(short events) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) {
-      return make_error(ErrorCode::kPeerTimeout,
-                        fmt::format("{} made no progress for {} ms", address_.text(),
-                                    timeout_.count()));
+      return make_error(ErrorCode::kPeerTimeout, fmt::format("{} made no progress for {} ms",
+                                                             address_.text(), timeout_.count()));
     }
     int n = ::poll(&p, 1, static_cast<int>(std::min(left, kSlice).count()));
     if (n > 0) return {};
@@ -122,13 +145,24 @@ Result<void> PeerConnection::wait(short events) {
 Result<void> PeerConnection::send_head(std::string_view method, std::string_view target,
                                        std::string_view content_type, std::uint64_t length,
                                        std::string_view extra_headers) {
-  std::string head = fmt::format(
-      "{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n", method,
-      target, address_.text(), content_type, length, extra_headers);
+  std::string head =
+      fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+                  method, target, address_.text(), content_type, length, extra_headers);
   return send(std::as_bytes(std::span(head)));
 }
 
 Result<void> PeerConnection::send(std::span<const std::byte> bytes) {
+  while (tls_ && !bytes.empty()) {
+    tls::Step step = tls_->write(bytes.data(), bytes.size());
+    if (step.state == tls::Step::State::kDone) {
+      bytes = bytes.subspan(step.bytes);
+    } else if (step.state == tls::Step::State::kWait) {
+      if (auto ready = wait(step.events); !ready) return ready;
+    } else {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("lost the connection to {}: {}", address_.text(), step.error));
+    }
+  }
   while (!bytes.empty()) {
     ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
     if (n > 0) {
@@ -143,6 +177,26 @@ Result<void> PeerConnection::send(std::span<const std::byte> bytes) {
 }
 
 Result<void> PeerConnection::send_file(int fd, std::uint64_t offset, std::uint64_t length) {
+  if (tls_) {
+    std::vector<std::byte> buffer(
+        static_cast<std::size_t>(std::min<std::uint64_t>(length, kFileChunk)));
+    while (length > 0) {
+      const std::size_t step =
+          static_cast<std::size_t>(std::min<std::uint64_t>(length, buffer.size()));
+      const ssize_t n = ::pread(fd, buffer.data(), step, static_cast<off_t>(offset));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0)
+        return make_error(ErrorCode::kIo,
+                          fmt::format("cannot read a value file: {}", std::strerror(errno)));
+      if (n == 0)
+        return make_error(ErrorCode::kIo, "a value file ended early while it was being sent");
+      if (auto sent = send(std::span(buffer).first(static_cast<std::size_t>(n))); !sent)
+        return sent;
+      offset += static_cast<std::uint64_t>(n);
+      length -= static_cast<std::uint64_t>(n);
+    }
+    return {};
+  }
   off_t at = static_cast<off_t>(offset);
   while (length > 0) {
     const std::size_t step = static_cast<std::size_t>(std::min<std::uint64_t>(length, 1ull << 30));
@@ -179,9 +233,8 @@ Result<PeerAnswer> PeerConnection::receive() {
     return true;
   };
   if (!feed()) {
-    return make_error(ErrorCode::kPeerFailed,
-                      fmt::format("{} answered something unreadable: {}", address_.text(),
-                                  ec.message()));
+    return make_error(ErrorCode::kPeerFailed, fmt::format("{} answered something unreadable: {}",
+                                                          address_.text(), ec.message()));
   }
   std::byte chunk[kReceiveChunk];
   while (!parser.is_done()) {
@@ -189,9 +242,8 @@ Result<PeerAnswer> PeerConnection::receive() {
     if (!n) return tl::unexpected(n.error());
     pending_.append(reinterpret_cast<const char*>(chunk), *n);
     if (!feed()) {
-      return make_error(ErrorCode::kPeerFailed,
-                        fmt::format("{} answered something unreadable: {}", address_.text(),
-                                    ec.message()));
+      return make_error(ErrorCode::kPeerFailed, fmt::format("{} answered something unreadable: {}",
+                                                            address_.text(), ec.message()));
     }
   }
   auto message = parser.release();
@@ -210,9 +262,9 @@ Result<AnswerHead> PeerConnection::receive_head() {
       if (ec == http::error::need_more) {
         ec = {};
       } else if (ec) {
-        return make_error(ErrorCode::kPeerFailed,
-                          fmt::format("{} answered something unreadable: {}", address_.text(),
-                                      ec.message()));
+        return make_error(
+            ErrorCode::kPeerFailed,
+            fmt::format("{} answered something unreadable: {}", address_.text(), ec.message()));
       }
       if (parser.is_header_done()) break;
       if (used > 0 && !pending_.empty()) continue;
@@ -245,6 +297,19 @@ Result<void> PeerConnection::read_body(std::span<std::byte> out) {
 }
 
 Result<std::size_t> PeerConnection::receive_some(std::span<std::byte> into, std::string_view when) {
+  while (tls_) {
+    tls::Step step = tls_->read(into.data(), into.size());
+    if (step.state == tls::Step::State::kDone && step.bytes > 0) return step.bytes;
+    if (step.state == tls::Step::State::kDone) {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("{} closed the connection {}", address_.text(), when));
+    }
+    if (step.state == tls::Step::State::kFailed) {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("lost the connection to {}: {}", address_.text(), step.error));
+    }
+    if (auto ready = wait(step.events); !ready) return tl::unexpected(ready.error());
+  }
   while (true) {
     ssize_t n = ::recv(fd_, into.data(), into.size(), 0);
     if (n > 0) return static_cast<std::size_t>(n);
@@ -287,8 +352,8 @@ Error peer_error(const Address& address, const PeerAnswer& answer) {
     code = ErrorCode::kPeerFailed;
     detail += " (the servers of a cluster share one --token)";
   }
-  return Error{code, fmt::format("target {} answered {}: {}", address.text(), answer.status,
-                                 detail)};
+  return Error{code,
+               fmt::format("target {} answered {}: {}", address.text(), answer.status, detail)};
 }
 
 }  // namespace gswarm::cluster

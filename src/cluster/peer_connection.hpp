@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <chrono>
 #include <cstdint>
 #include <optional>
@@ -15,6 +16,7 @@
 #include <gswarm/error.hpp>
 
 #include "cluster/target.hpp"
+#include "tls/tls.hpp"
 
 namespace gswarm::cluster {
 
@@ -35,10 +37,12 @@ class PeerConnection {
   // Connects within `timeout`. kPeerFailed (with the reason) when the peer
   // cannot be reached, kPeerTimeout when it does not answer in time. Every wait
   // also ends, with kUnavailable, soon after `*stop` becomes true (the server
-  // is stopping).
+  // is stopping). With `tls`, speaks TLS, checking the peer's certificate
+  // against address.host.
   [[nodiscard]] static Result<PeerConnection> open(const Address& address,
                                                    std::chrono::milliseconds timeout,
-                                                   const std::atomic<bool>* stop = nullptr);
+                                                   const std::atomic<bool>* stop = nullptr,
+                                                   const tls::ClientContext* tls = nullptr);
   PeerConnection(PeerConnection&& other) noexcept;
   PeerConnection& operator=(PeerConnection&& other) noexcept;
   ~PeerConnection();
@@ -50,7 +54,7 @@ class PeerConnection {
                                        std::string_view extra_headers = {});
   [[nodiscard]] Result<void> send(std::span<const std::byte> bytes);
   // Sends `length` bytes of file `fd` from `offset` without copying them through
-  // user space.
+  // user space (with TLS: through a buffer, to be encrypted).
   [[nodiscard]] Result<void> send_file(int fd, std::uint64_t offset, std::uint64_t length);
   // Reads one answer (bodies over 1 MiB are refused: control answers are small).
   [[nodiscard]] Result<PeerAnswer> receive();
@@ -78,12 +82,14 @@ class PeerConnection {
   // Receives at least one byte into `into`, waiting as wait() does; an error
   // naming `when` if the peer closes the connection.
   [[nodiscard]] Result<std::size_t> receive_some(std::span<std::byte> into, std::string_view when);
+  [[nodiscard]] Result<void> start_tls(const tls::ClientContext& context);
 
   int fd_ = -1;
   Address address_;
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>* stop_ = nullptr;
   std::string pending_;  // bytes received after the last answer
+  std::unique_ptr<tls::Channel> tls_;  // null: plain TCP
 };
 
 // The error a peer's error answer stands for: its code and message, with the

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <nlohmann/json.hpp>
 
 #include "cluster/peer_connection.hpp"
 #include "core/url.hpp"
@@ -152,8 +152,8 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   outcome.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (own_operation) {
-    operations.finish(outcome.operation,
-                      sent ? std::nullopt : std::optional<Error>(sent.error()), outcome.seconds);
+    operations.finish(outcome.operation, sent ? std::nullopt : std::optional<Error>(sent.error()),
+                      outcome.seconds);
   }
   if (!sent) return tl::unexpected(sent.error());
 
@@ -167,11 +167,17 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   return outcome;
 }
 
+Result<PeerConnection> Sender::connect(const Address& address) const {
+  return PeerConnection::open(address, options_.timeout, &store_.stopping(), options_.tls.get());
+}
+
 std::string Sender::peer_headers() const {
   const std::string& name = membership_.self_name();
-  const bool plain = std::all_of(name.begin(), name.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  const bool plain =
+      std::all_of(name.begin(), name.end(), [](char c) { return c > 0x20 && c < 0x7f; });
   std::string headers = fmt::format("X-Gswarm-Node: {}\r\n", plain ? name : "unnamed");
-  if (!options_.token.empty()) headers += fmt::format("Authorization: Bearer {}\r\n", options_.token);
+  if (!options_.token.empty())
+    headers += fmt::format("Authorization: Bearer {}\r\n", options_.token);
   return headers;
 }
 
@@ -183,7 +189,8 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
   const std::string location = url_encode(outcome.destination.name());
   const std::string format = url_encode(outcome.format);
 
-  int streams = std::clamp(request.streams > 0 ? request.streams : options_.streams, 1, kMaxStreams);
+  int streams =
+      std::clamp(request.streams > 0 ? request.streams : options_.streams, 1, kMaxStreams);
   // JSON values go whole: the target checks them as one document.
   if (outcome.size < options_.parallel_threshold || outcome.format == "json") streams = 1;
   // Every range at least one alignment unit.
@@ -192,12 +199,12 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
   outcome.streams = streams;
 
   if (streams == 1) {
-    auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
+    auto conn = connect(address);
     if (!conn) return tl::unexpected(conn.error());
-    auto answer = send_body(*conn, "POST",
-                            fmt::format("/write_extended?key={}&location={}&format={}", key,
-                                        location, format),
-                            source, 0, outcome.size, auth);
+    auto answer = send_body(
+        *conn, "POST",
+        fmt::format("/write_extended?key={}&location={}&format={}", key, location, format), source,
+        0, outcome.size, auth);
     if (!answer) return tl::unexpected(answer.error());
     bytes_sent_.fetch_add(outcome.size, std::memory_order_relaxed);
   } else {
@@ -205,7 +212,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
     // ranges at once, then commit.
     std::string transfer;
     {
-      auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
+      auto conn = connect(address);
       if (!conn) return tl::unexpected(conn.error());
       json begin = {{"key", request.key},
                     {"size", outcome.size},
@@ -232,7 +239,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
     auto run_range = [&](int index) {
       const std::uint64_t offset = per * static_cast<std::uint64_t>(index);
       const std::uint64_t length = index == streams - 1 ? outcome.size - offset : per;
-      auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
+      auto conn = connect(address);
       if (!conn) return fail(conn.error());
       {
         std::lock_guard lock(mutex);
@@ -261,7 +268,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
     run_range(0);
     for (auto& t : threads) t.join();
 
-    auto conn = PeerConnection::open(address, options_.timeout, &store_.stopping());
+    auto conn = connect(address);
     if (failure || !conn) {
       // The target drops what it received; it would also on its own, after its timeout.
       if (conn) (void)conn->call("DELETE", range_target, "", auth);

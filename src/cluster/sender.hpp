@@ -12,30 +12,36 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 #include <gswarm/error.hpp>
 
 #include "cluster/membership.hpp"
+#include "cluster/peer_connection.hpp"
 #include "cluster/target.hpp"
 #include "storage/store.hpp"
+#include "tls/tls.hpp"
 
 namespace gswarm::cluster {
 
 struct SenderOptions {
-  int streams = 4;                                  // connections for one large value
-  std::uint64_t parallel_threshold = 64ull << 20;   // values from this size use `streams`
-  std::chrono::milliseconds timeout{30'000};        // connect, and no progress, before failing
+  int streams = 4;                                 // connections for one large value
+  std::uint64_t parallel_threshold = 64ull << 20;  // values from this size use `streams`
+  std::chrono::milliseconds timeout{30'000};       // connect, and no progress, before failing
   std::string token;  // sent as "Authorization: Bearer <token>" when not empty
+  // Not null: other servers are spoken to over TLS, their certificates checked
+  // against these (the cluster's --tls-ca).
+  std::shared_ptr<const tls::ClientContext> tls;
 };
 
 struct SendRequest {
   std::string key;
-  Target target;                    // resolved through membership when it names a node
-  std::optional<Location> source;   // the replica to send; nullopt: the primary
-  bool delete_source = false;       // release the key here once the target has it
-  int streams = 0;                  // 0: the server's default
+  Target target;                   // resolved through membership when it names a node
+  std::optional<Location> source;  // the replica to send; nullopt: the primary
+  bool delete_source = false;      // release the key here once the target has it
+  int streams = 0;                 // 0: the server's default
   // An operation the caller made and finishes (a chunk transfer); 0: the send
   // records its own, of kind "send".
   std::uint64_t operation = 0;
@@ -73,6 +79,9 @@ class Sender {
   // (X-Gswarm-Node, so the peer counts what it receives from other nodes) and
   // the token, when there is one.
   std::string peer_headers() const;
+  // A connection to a peer as every request to one is made: this server's
+  // timeout, its stop flag, and TLS when the cluster uses it.
+  [[nodiscard]] Result<PeerConnection> connect(const Address& address) const;
   // Value bytes sent to peers so far.
   std::uint64_t bytes_sent() const { return bytes_sent_.load(std::memory_order_relaxed); }
   Membership& membership() { return membership_; }

@@ -4,8 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <optional>
 #include <filesystem>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -18,10 +18,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/error.hpp>
+#include <openssl/x509.h>
 
 #include "cluster/incoming.hpp"
 #include "cluster/membership.hpp"
@@ -29,6 +31,7 @@
 #include "server/local_socket.hpp"
 #include "server/session.hpp"
 #include "storage/shared_memory.hpp"
+#include "tls/tls.hpp"
 
 namespace gswarm::server {
 namespace asio = boost::asio;
@@ -96,9 +99,61 @@ asio::awaitable<void> turn_away(std::shared_ptr<tcp::socket> socket, std::string
 
 }  // namespace
 
+// Requests to other servers carry this server's token (a cluster shares one)
+// and, when this server speaks TLS, use TLS too, trusting --tls-ca.
+ServerOptions for_peers(ServerOptions options, std::optional<Error>& error) {
+  auto& sender = options.cluster.sender;
+  if (sender.token.empty()) sender.token = options.token;
+  if (!options.tls_cert.empty() && !sender.tls) {
+    auto context = tls::ClientContext::create(options.tls_ca);
+    if (context) {
+      sender.tls = std::move(*context);
+    } else {
+      error = Error{ErrorCode::kBadRequest, fmt::format("--tls-ca: {}", context.error().message)};
+    }
+  }
+  return options;
+}
+
+// The TLS side of --tls-cert and --tls-key: TLS 1.2 or later, the key checked
+// against the certificate. The reason (naming the option) when they do not load.
+Result<void> load_tls(asio::ssl::context& tls, const ServerOptions& options) {
+  if (options.tls_cert.empty() != options.tls_key.empty()) {
+    return make_error(ErrorCode::kBadRequest,
+                      "--tls-cert and --tls-key go together: give the certificate and its key");
+  }
+  SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
+  tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression |
+                  asio::ssl::context::single_dh_use);
+  // A client that closes without TLS's goodbye has still ended the stream.
+  SSL_CTX_set_options(tls.native_handle(), SSL_OP_IGNORE_UNEXPECTED_EOF);
+  beast::error_code ec;
+  if (tls.use_certificate_chain_file(options.tls_cert, ec); ec) {
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("--tls-cert {}: cannot load a PEM certificate from it: {}",
+                                  options.tls_cert, ec.message()));
+  }
+  if (tls.use_private_key_file(options.tls_key, asio::ssl::context::pem, ec); ec) {
+    if (ERR_GET_REASON(static_cast<unsigned long>(ec.value())) == X509_R_KEY_VALUES_MISMATCH) {
+      return make_error(ErrorCode::kBadRequest,
+                        fmt::format("--tls-key {} is not the key of the certificate in --tls-cert {}",
+                                    options.tls_key, options.tls_cert));
+    }
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("--tls-key {}: cannot load a PEM private key from it: {}",
+                                  options.tls_key, ec.message()));
+  }
+  if (SSL_CTX_check_private_key(tls.native_handle()) != 1) {
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("--tls-key {} is not the key of the certificate in --tls-cert {}",
+                                  options.tls_key, options.tls_cert));
+  }
+  return {};
+}
+
 struct Server::Impl {
   Impl(Store& store, ServerOptions opts)
-      : options(std::move(opts)),
+      : options(for_peers(std::move(opts), setup_error)),
         ctx{store, options.limits, node_name(options.node_name), &state},
         membership(ctx.node_name, cluster::Address{options.host, options.port}),
         sender(store, membership, options.cluster.sender),
@@ -139,10 +194,10 @@ struct Server::Impl {
       for (const auto& conn : loop.connections) {
         beast::error_code ignored;
         if (conn->drain_deadline < now) {
-          conn->socket.close(ignored);
+          conn->stream.socket().close(ignored);
         } else if (conn->deadline < now && !conn->timed_out && !conn->write_progressed()) {
           conn->timed_out = true;
-          conn->socket.cancel(ignored);
+          conn->stream.socket().cancel(ignored);
         }
       }
       // Loop 0 also holds the signal and drain timers: it ends after every loop's
@@ -215,10 +270,10 @@ struct Server::Impl {
             state.connections.fetch_sub(1, std::memory_order_relaxed);
             return;
           }
-          auto conn = std::make_shared<Connection>(std::move(s));
+          auto conn = std::make_shared<Connection>(std::move(s), tls ? &*tls : nullptr);
           if (access.loopback_only) {
             beast::error_code ec;
-            auto peer = conn->socket.remote_endpoint(ec);
+            auto peer = conn->stream.socket().remote_endpoint(ec);
             conn->from_loopback = !ec && is_loopback(peer.address());
           }
           target.connections.insert(conn);
@@ -233,6 +288,8 @@ struct Server::Impl {
   }
 
   void refuse(Loop& target, tcp::socket socket, std::string detail) {
+    // A TLS client could not read a plain answer: it sees the connection close.
+    if (tls) return;
     if (turning_away.fetch_add(1, std::memory_order_relaxed) >= kMaxTurnAways) {
       turning_away.fetch_sub(1, std::memory_order_relaxed);
       return;  // closing it is all we can afford
@@ -263,7 +320,7 @@ struct Server::Impl {
       spare_descriptor.reset();
       beast::error_code aec;
       tcp::socket waiting = acceptor->accept(aec);
-      if (!aec) {
+      if (!aec && !tls) {
         std::string answer = canned_503("the server is out of file descriptors; retry shortly");
         (void)::send(waiting.native_handle(), answer.data(), answer.size(),
                      MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -310,7 +367,7 @@ struct Server::Impl {
           conn->drain_deadline = drain_deadline;
           conn->deadline = std::min(conn->deadline, drain_deadline);
           beast::error_code ignored2;
-          if (conn->idle) conn->socket.cancel(ignored2);
+          if (conn->idle) conn->stream.socket().cancel(ignored2);
         }
         l->sweeper.cancel();
       });
@@ -341,7 +398,8 @@ struct Server::Impl {
   // transfers) uses the context: it must end first.
   ~Impl() {
     ctx.store.begin_shutdown();  // they stop early: no client waits for them
-    while (state.detached_tasks.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (state.detached_tasks.load() > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 
   // Loop 0 once no connection is left: nothing may keep it running.
@@ -352,8 +410,10 @@ struct Server::Impl {
     if (signals) signals->cancel(ignored);
   }
 
+  std::optional<Error> setup_error;  // reported by listen(); declared before what it sets up
   ServerOptions options;
-  AccessPolicy access;  // set by listen()
+  AccessPolicy access;                    // set by listen()
+  std::optional<asio::ssl::context> tls;  // set by listen() with --tls-cert
   std::unique_ptr<Metrics> metrics;
   ServerState state;
   Context ctx;
@@ -379,18 +439,8 @@ struct Server::Impl {
   std::chrono::steady_clock::time_point last_accept_log{};
 };
 
-namespace {
-
-// Requests to other servers carry this server's token: a cluster shares one.
-ServerOptions peers_carry_token(ServerOptions options) {
-  if (options.cluster.sender.token.empty()) options.cluster.sender.token = options.token;
-  return options;
-}
-
-}  // namespace
-
 Server::Server(Store& store, ServerOptions options)
-    : impl_(std::make_unique<Impl>(store, peers_carry_token(std::move(options)))) {}
+    : impl_(std::make_unique<Impl>(store, std::move(options))) {}
 
 Server::~Server() = default;
 
@@ -423,6 +473,15 @@ Result<void> Server::listen() {
         fmt::format("invalid --host '{}': give an IP address such as 0.0.0.0 or 127.0.0.1",
                     impl.options.host));
   }
+  if (impl.setup_error) return tl::unexpected(*impl.setup_error);
+  if (!impl.options.tls_cert.empty() || !impl.options.tls_key.empty()) {
+    impl.tls.emplace(asio::ssl::context::tls_server);
+    if (auto loaded = load_tls(*impl.tls, impl.options); !loaded) return loaded;
+    spdlog::info("TLS: serving HTTPS only, with {}; other servers' certificates are checked "
+                 "against {}",
+                 impl.options.tls_cert,
+                 impl.options.tls_ca.empty() ? "the system's" : impl.options.tls_ca);
+  }
   if (!impl.options.token.empty()) {
     if (auto valid = validate_token(impl.options.token); !valid) {
       return make_error(ErrorCode::kBadRequest, fmt::format("--token: {}", valid.error().message));
@@ -434,14 +493,16 @@ Result<void> Server::listen() {
   impl.access.loopback_only =
       impl.options.token.empty() && impl.options.protected_mode && open_beyond_loopback;
   if (impl.access.loopback_only) {
-    spdlog::warn("protected mode: no --token and listening on {}, so only clients on this "
-                 "machine are served (others get 403). Give a --token to let other machines "
-                 "in, or --protected-mode no to serve everyone without one",
-                 impl.options.host);
+    spdlog::warn(
+        "protected mode: no --token and listening on {}, so only clients on this "
+        "machine are served (others get 403). Give a --token to let other machines "
+        "in, or --protected-mode no to serve everyone without one",
+        impl.options.host);
   } else if (impl.options.token.empty() && open_beyond_loopback) {
-    spdlog::warn("no --token and --protected-mode no: anyone who can reach {}:{} can read, "
-                 "write and release every key",
-                 impl.options.host, impl.options.port);
+    spdlog::warn(
+        "no --token and --protected-mode no: anyone who can reach {}:{} can read, "
+        "write and release every key",
+        impl.options.host, impl.options.port);
   }
   tcp::endpoint endpoint(address, impl.options.port);
   auto& acceptor = impl.acceptor.emplace(io);

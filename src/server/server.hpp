@@ -56,6 +56,12 @@ struct ServerOptions {
   // Trust (doc/security.md).
   std::string token;           // not empty: every request but GET /health must carry it
   bool protected_mode = true;  // no token and bound beyond loopback: serve this machine only
+  // TLS: both files given, every connection (and every request to other
+  // servers) speaks TLS; tls_ca is what peers' certificates are checked
+  // against (empty: the system's certificates).
+  std::string tls_cert;  // PEM certificate chain
+  std::string tls_key;   // PEM private key
+  std::string tls_ca;    // PEM certificates to trust
   bool handle_signals = true;
 };
 

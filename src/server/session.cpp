@@ -7,8 +7,8 @@
 #include <array>
 #include <cctype>
 #include <charconv>
-#include <functional>
 #include <cstring>
+#include <functional>
 #include <optional>
 
 #include <fmt/format.h>
@@ -115,7 +115,7 @@ asio::awaitable<beast::error_code> read_into(Connection& conn, beast::flat_buffe
   buffer.consume(have);
   for (std::size_t off = have; off < dest.size();) {
     conn.arm(timeout);
-    auto [ec, got] = co_await conn.socket.async_read_some(
+    auto [ec, got] = co_await conn.stream.async_read_some(
         asio::buffer(dest.data() + off, dest.size() - off), kAwait);
     conn.disarm();
     if (ec) co_return ec;
@@ -132,7 +132,7 @@ asio::awaitable<beast::error_code> write_all(Connection& conn, const Buffers& bu
   beast::buffers_suffix<Buffers> rest(buffers);
   while (asio::buffer_size(rest) > 0) {
     conn.arm_write(timeout, asio::buffer_size(rest));
-    auto [ec, n] = co_await conn.socket.async_write_some(rest, kAwait);
+    auto [ec, n] = co_await conn.stream.async_write_some(rest, kAwait);
     conn.disarm();
     if (ec) co_return ec;
     rest.consume(n);
@@ -239,7 +239,7 @@ asio::awaitable<bool> write_response(Connection& conn, const Response& res, bool
   beast::buffers_suffix<decltype(parts)> rest(parts);
   while (asio::buffer_size(rest) > 0) {
     conn.arm_write(env.options.request_timeout, asio::buffer_size(rest));
-    auto [ec, n] = co_await conn.socket.async_write_some(rest, kAwait);
+    auto [ec, n] = co_await conn.stream.async_write_some(rest, kAwait);
     conn.disarm();
     if (ec) co_return false;
     rest.consume(n);
@@ -296,7 +296,7 @@ asio::awaitable<std::optional<Outcome>> read_json_body(Connection& conn, beast::
     } else {
       conn.arm(env.options.request_timeout);
       auto [ec, n] =
-          co_await conn.socket.async_read_some(asio::buffer(window.data(), window.size()), kAwait);
+          co_await conn.stream.async_read_some(asio::buffer(window.data(), window.size()), kAwait);
       conn.disarm();
       if (ec) co_return body_failed(conn, ec);
       got = n;
@@ -511,9 +511,9 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
         prepared = prepare_chunk_upload(req, length, env.ctx);
       } else {
         auto executor = co_await asio::this_coro::executor;
-        auto task = start<Result<PendingWrite>>(
-            env.ctx.store.io(), executor,
-            [&req, length, &env] { return prepare_chunk_upload(req, length, env.ctx); });
+        auto task = start<Result<PendingWrite>>(env.ctx.store.io(), executor, [&req, length, &env] {
+          return prepare_chunk_upload(req, length, env.ctx);
+        });
         prepared = co_await finish(task);
       }
       if (!prepared) co_return failed(prepared.error(), out.body_consumed);
@@ -594,10 +594,11 @@ std::string request_id(const http::request_parser<http::empty_body>& parser,
   auto given = parser.get().find("X-Request-Id");
   if (given != parser.get().end()) {
     std::string_view id = given->value();
-    const bool sane = !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
-      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
-             c == '-';
-    });
+    const bool sane =
+        !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' ||
+                 c == '-';
+        });
     if (sane) return std::string(id);
   }
   return metrics.next_request_id();
@@ -612,17 +613,57 @@ asio::awaitable<void> drain_unread_body(Connection& conn) {
   constexpr std::size_t kLingerBytes = 64 << 20;
   constexpr auto kLingerTime = std::chrono::seconds(2);
   beast::error_code ec;
-  conn.socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  conn.stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
   if (ec) co_return;
   std::array<char, 16 * 1024> sink;
   std::size_t dropped = 0;
   conn.arm(kLingerTime);  // one deadline for all of it, not per read
   while (dropped < kLingerBytes) {
-    auto [read_ec, n] = co_await conn.socket.async_read_some(asio::buffer(sink), kAwait);
+    // The socket itself: with TLS, what is dropped need not be decrypted.
+    auto [read_ec, n] = co_await conn.stream.socket().async_read_some(asio::buffer(sink), kAwait);
     if (read_ec) break;
     dropped += n;
   }
   conn.disarm();
+}
+
+// The TLS handshake, within the request timeout. A client that speaks plain
+// HTTP to a TLS server gets a plain 400 that says so instead of a closed
+// connection. False: the connection is to close.
+asio::awaitable<bool> start_tls(Connection& conn, SessionEnv env) {
+  constexpr unsigned char kTlsHandshakeRecord = 0x16;
+  auto& socket = conn.stream.socket();
+  conn.arm(env.options.request_timeout);
+  auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_read, kAwait);
+  conn.disarm();
+  if (wait_ec) co_return false;
+  unsigned char first = 0;
+  if (::recv(socket.native_handle(), &first, 1, MSG_PEEK | MSG_DONTWAIT) != 1) co_return false;
+  if (first != kTlsHandshakeRecord) {
+    static const std::string answer = [] {
+      const std::string body =
+          R"x({"detail":"this server speaks HTTPS (it was started with --tls-cert): use an )x"
+          R"x(https:// address and trust its certificate with --tls-ca, GSWARM_TLS_CA or )x"
+          R"x(DataServer(tls_ca=...)","code":"bad_request"})x";
+      return fmt::format(
+          "HTTP/1.1 400 Bad Request\r\nServer: gswarm\r\nContent-Type: application/json\r\n"
+          "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+          body.size(), body);
+    }();
+    conn.arm(env.options.request_timeout);
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(answer), kAwait);
+    conn.disarm();
+    if (!ec) co_await drain_unread_body(conn);
+    co_return false;
+  }
+  conn.arm(env.options.request_timeout);
+  auto [ec] = co_await conn.stream.async_handshake(kAwait);
+  conn.disarm();
+  if (ec) {
+    spdlog::debug("TLS handshake failed: {}", ec.message());
+    co_return false;
+  }
+  co_return true;
 }
 
 int send_queue_of(asio::ip::tcp::socket& socket) {
@@ -637,12 +678,12 @@ void Connection::arm_write(std::chrono::seconds timeout, std::size_t bytes) {
   constexpr std::size_t kSmallWrite = 64 << 10;
   arm(timeout);
   writing = true;
-  send_queue = bytes > kSmallWrite ? send_queue_of(socket) : -1;
+  send_queue = bytes > kSmallWrite ? send_queue_of(stream.socket()) : -1;
 }
 
 bool Connection::write_progressed() {
   if (!writing) return false;
-  const int now_queued = send_queue_of(socket);
+  const int now_queued = send_queue_of(stream.socket());
   if (now_queued < 0) return false;
   if (send_queue >= 0 && now_queued >= send_queue) return false;
   send_queue = now_queued;
@@ -654,13 +695,15 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
                             ConnectionSet& connections) {
   beast::flat_buffer buffer(kReadBuffer);
   bool linger = false;  // answered before the request's body was read
-  while (!env.stopping.load(std::memory_order_relaxed)) {
+  bool ready = true;
+  if (conn->stream.tls()) ready = co_await start_tls(*conn, env);
+  while (ready && !env.stopping.load(std::memory_order_relaxed)) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies are checked against our own limits in handle()
     conn->idle = buffer.size() == 0;
     conn->arm(env.options.idle_timeout);
-    auto [ec, n] = co_await http::async_read_header(conn->socket, buffer, parser, kAwait);
+    auto [ec, n] = co_await http::async_read_header(conn->stream, buffer, parser, kAwait);
     conn->disarm();
     conn->idle = false;
     if (ec) {
@@ -710,8 +753,8 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
   }
   if (linger) co_await drain_unread_body(*conn);
   beast::error_code ignored;
-  conn->socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-  conn->socket.close(ignored);
+  conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  conn->stream.socket().close(ignored);
   connections.erase(conn);
   if (env.ctx.state != nullptr) env.ctx.state->connections.fetch_sub(1, std::memory_order_relaxed);
 }

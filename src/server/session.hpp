@@ -10,14 +10,73 @@
 #include <memory>
 #include <unordered_set>
 
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 
 #include "server/access.hpp"
 #include "server/metrics.hpp"
 #include "server/server.hpp"
 
 namespace gswarm::server {
+
+// The bytes of one connection: plain TCP, or TLS over it (--tls-cert). An
+// AsyncReadStream and AsyncWriteStream either way, so Beast and the session's
+// own loops read and write it without knowing which. Not movable: the TLS
+// layer refers to the socket beside it.
+class Stream {
+ public:
+  using executor_type = boost::asio::ip::tcp::socket::executor_type;
+  // `tls` null: plain.
+  Stream(boost::asio::ip::tcp::socket socket, boost::asio::ssl::context* tls)
+      : socket_(std::move(socket)) {
+    if (tls != nullptr) tls_ = std::make_unique<Tls>(socket_, *tls);
+  }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  executor_type get_executor() { return socket_.get_executor(); }
+  // The TCP socket itself: shutdown, close, cancel, its address and send queue.
+  boost::asio::ip::tcp::socket& socket() { return socket_; }
+  bool tls() const { return tls_ != nullptr; }
+  // TLS only: the server's side of the handshake.
+  template <typename Token>
+  auto async_handshake(Token&& token) {
+    return tls_->async_handshake(boost::asio::ssl::stream_base::server, std::forward<Token>(token));
+  }
+
+  template <typename Buffers, typename Token>
+  auto async_read_some(const Buffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const Buffers& b) {
+          if (tls_) {
+            tls_->async_read_some(b, std::move(handler));
+          } else {
+            socket_.async_read_some(b, std::move(handler));
+          }
+        },
+        token, buffers);
+  }
+  template <typename Buffers, typename Token>
+  auto async_write_some(const Buffers& buffers, Token&& token) {
+    return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
+        [this](auto handler, const Buffers& b) {
+          if (tls_) {
+            tls_->async_write_some(b, std::move(handler));
+          } else {
+            socket_.async_write_some(b, std::move(handler));
+          }
+        },
+        token, buffers);
+  }
+
+ private:
+  using Tls = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+  boost::asio::ip::tcp::socket socket_;
+  std::unique_ptr<Tls> tls_;  // declared after the socket: destroyed before it
+};
 
 // One client connection. Timeouts are deadlines swept by the event loop's timer
 // (server.cpp), which cancels the socket's pending operation when its deadline
@@ -30,7 +89,8 @@ namespace gswarm::server {
 // that queue shrinks. Only touched on its event loop's thread.
 struct Connection {
   using Clock = std::chrono::steady_clock;
-  explicit Connection(boost::asio::ip::tcp::socket s) : socket(std::move(s)) {}
+  Connection(boost::asio::ip::tcp::socket s, boost::asio::ssl::context* tls)
+      : stream(std::move(s), tls) {}
 
   void arm(std::chrono::seconds timeout) {
     armed_for = timeout;
@@ -50,16 +110,16 @@ struct Connection {
   // (the deadline is then moved on), false when the write really stalled.
   bool write_progressed();
 
-  boost::asio::ip::tcp::socket socket;
+  Stream stream;
   Clock::time_point deadline = Clock::time_point::max();
   // When the server stops: the moment this connection is closed, whatever it does.
   Clock::time_point drain_deadline = Clock::time_point::max();
   std::chrono::seconds armed_for{0};
-  bool timed_out = false;  // the sweeper cancelled the pending operation
-  bool idle = true;        // waiting for a request
-  bool writing = false;    // waiting for a write; send_queue is meaningful
+  bool timed_out = false;     // the sweeper cancelled the pending operation
+  bool idle = true;           // waiting for a request
+  bool writing = false;       // waiting for a write; send_queue is meaningful
   bool from_loopback = true;  // the client is on this machine (protected mode)
-  int send_queue = -1;     // bytes the kernel held when last looked at; -1: not looked at
+  int send_queue = -1;        // bytes the kernel held when last looked at; -1: not looked at
 };
 
 // Connections of one event loop; only touched on that loop's thread.

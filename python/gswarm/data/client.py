@@ -50,12 +50,20 @@ class DataServer:
     ``timeout`` limits each call, ``move_timeout`` a move, in seconds.
     ``token`` is what a server started with ``--token`` asks for (default: the
     GSWARM_TOKEN environment variable).
+    ``tls_ca`` is a PEM file of the certificates to trust (default: the
+    GSWARM_TLS_CA environment variable): given, or with an "https://" address,
+    the client speaks TLS to a server started with ``--tls-cert`` and checks its
+    certificate for the address's host (with no CA, against the system's).
     """
 
     def __init__(self, address=DEFAULT_ADDRESS, use_extended_api=True, *, timeout=60.0,
-                 move_timeout=600.0, token=None):
+                 move_timeout=600.0, token=None, tls_ca=None):
         self.address = _strip_scheme(address)
         self._token = token if token is not None else os.environ.get("GSWARM_TOKEN", "")
+        self._tls_ca = os.fspath(tls_ca) if tls_ca is not None else os.environ.get(
+            "GSWARM_TLS_CA", "")
+        tls = address.startswith("https://") or bool(self._tls_ca)
+        self._url = ("https://" if tls else "") + self.address
         self.use_extended_api = use_extended_api
         self.timeout = timeout
         self.move_timeout = move_timeout
@@ -71,7 +79,8 @@ class DataServer:
     def _client(self):
         client = getattr(self._local, "client", None)
         if client is None:
-            client = _gswarm.Client(self.address, self.timeout, self.move_timeout, self._token)
+            client = _gswarm.Client(self._url, self.timeout, self.move_timeout, self._token,
+                                    self._tls_ca)
             self._local.client = client
         return client
 

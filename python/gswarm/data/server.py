@@ -33,7 +33,8 @@ def wait_until_listening(address, timeout=60.0):
 def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
                  disk_path=DEFAULT_DISK_PATH, *, max_pinned=DEFAULT_MAX_PINNED, move_threads=4,
                  io_threads=4, threads=0, source_roots=(), peers=(), node_name="",
-                 log_level="info", ready=None, token=None, protected_mode=True):
+                 log_level="info", ready=None, token=None, protected_mode=True,
+                 tls_cert=None, tls_key=None, tls_ca=None):
     """Runs a gswarm server (KV storage and data pool, the same as
     ``gswarm data start``) in this process until it is stopped; blocks.
 
@@ -45,6 +46,10 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
     ``token`` (default: the GSWARM_TOKEN environment variable) is then asked of
     every client, as ``--token`` does. Without one a server on a non-loopback
     address serves this machine only, unless ``protected_mode=False``.
+
+    ``tls_cert`` and ``tls_key`` (PEM files) make it serve HTTPS only, as
+    ``--tls-cert`` and ``--tls-key`` do; ``tls_ca`` is what other servers'
+    certificates are checked against when it sends to them.
     """
     if token is None:
         token = os.environ.get("GSWARM_TOKEN", "")
@@ -55,7 +60,10 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
     try:
         server = _gswarm.Server(host, port, max_mem_size, disk_path, max_pinned, move_threads,
                                 io_threads, threads, list(source_roots), list(peers), node_name,
-                                log_level, token, protected_mode)
+                                log_level, token, protected_mode,
+                                os.fspath(tls_cert) if tls_cert else "",
+                                os.fspath(tls_key) if tls_key else "",
+                                os.fspath(tls_ca) if tls_ca else "")
         bound = server.listen()
     finally:
         event.set()
