@@ -239,6 +239,29 @@ def main():
                     w(f"| {location} to {location} | {size_name(str(size))} | {streams} | {mbs(g)} "
                       f"| {mbs(gm)} | {mbs(ref)} ({ref_name}) | {fmt_ratio(ratio(g, ref))} |")
         w("")
+    # TLS.
+    if any(name.startswith("tls.") for name in data):
+        w("## TLS: what it costs, plain and TLS servers in the same run")
+        w("")
+        w("`bench/tls_bench.cpp` through the C++ client: the main gswarm server of this run "
+          "(plain HTTP) and one started with `--tls-cert` (ECDSA P-256 certificate from a private "
+          "CA, TLS 1.3). Small: 4 threads, each with its own keep-alive connection, a 100 B raw "
+          "write then its read. New connections: `GET /stats` on a fresh connection each time "
+          "(TCP, and TLS handshake with certificate checks), one thread. 256 MiB: write and "
+          "read on one connection, median of the timed rounds. Send: `POST /send` of the "
+          "256 MiB value to a second server of the same kind, 1 stream.")
+        w("")
+        w("| case | plain | TLS | TLS / plain |")
+        w("|---|---:|---:|---:|")
+        for name, what, show in (("tls.small_ops", "100 B operations/s, 4 connections", ops),
+                                 ("tls.connects", "new connections/s (GET /stats each)", ops),
+                                 ("tls.large_write_Bps", "256 MiB write, MB/s", mbs),
+                                 ("tls.large_read_Bps", "256 MiB read, MB/s", mbs),
+                                 ("tls.send_Bps", "256 MiB send to another server, MB/s", mbs)):
+            if name in data:
+                p, t = num(data, name, "plain"), num(data, name, "tls")
+                w(f"| {what} | {show(p)} | {show(t)} | {fmt_ratio(ratio(t, p))} |")
+        w("")
     # Data pool.
     if any(name.startswith("pool.") or name.startswith("gswarm.pool_") for name in data):
         w("## Data pool (`/api/v1/data`)")

@@ -13,7 +13,11 @@
 #   BENCH_KEYS        keyspace of the small-value loads (default 100000)
 #   WRK_THREADS       wrk threads (default 2)
 #   GSWARM_ARGS       extra flags for `gswarm data start` (e.g. "--threads 1")
-#   BENCH_PARTS       which parts to run, of: large disk send keys small pool (default: all)
+#   BENCH_PARTS       which parts to run, of: large disk send tls keys small pool python
+#                     (default: all)
+#   BENCH_TLS_SMALL, BENCH_TLS_ROUNDS
+#                     the tls part's 100 B operations per thread (4 threads) and 256 MiB
+#                     rounds (bench/tls_bench.cpp; defaults 20000, 5)
 #   BENCH_POOL_SIZE, BENCH_POOL_ROUNDS, BENCH_POOL_SMALL, BENCH_POOL_DEVICES
 #                     the pool part's file size, timed rounds, small-op count and devices
 #                     (bench/pool.py; defaults 1073741824, 3, 10000, disk,dram)
@@ -32,7 +36,7 @@ large_sizes=(1048576 268435456)
 declare -A large_count=([1048576]=500 [268435456]=8)
 
 log() { printf '%s [bench] %s\n' "$(date +%T)" "$*" >&2; }
-parts=" ${BENCH_PARTS:-large disk send keys small pool python} "
+parts=" ${BENCH_PARTS:-large disk send tls keys small pool python} "
 part() { [[ $parts == *" $1 "* ]]; }
 
 # ---- tools and build -------------------------------------------------------
@@ -42,13 +46,15 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
     ./scripts/build.sh
   else
     [ -f "$build/build.ninja" ] || cmake -S . -B "$build" -G Ninja -DGSWARM_BUILD_TESTS=OFF
-    cmake --build "$build" -j"$(nproc)" --target gswarm gswarm_bench
+    cmake --build "$build" -j"$(nproc)" --target gswarm gswarm_bench gswarm_tls_bench
   fi
 fi
 gswarm_bin=$root/$build/gswarm
 bench_bin=$root/$build/bench/gswarm_bench
-[[ $build = /* ]] && gswarm_bin=$build/gswarm bench_bin=$build/bench/gswarm_bench
-for b in "$gswarm_bin" "$bench_bin"; do
+tls_bench_bin=$root/$build/bench/gswarm_tls_bench
+[[ $build = /* ]] && gswarm_bin=$build/gswarm bench_bin=$build/bench/gswarm_bench \
+  tls_bench_bin=$build/bench/gswarm_tls_bench
+for b in "$gswarm_bin" "$bench_bin" "$tls_bench_bin"; do
   [ -x "$b" ] || { echo "missing $b (build it first)" >&2; exit 1; }
 done
 
@@ -180,6 +186,40 @@ if part send; then
   log "sends: 256 MiB and 2 GiB, dram and disk, 1 and 4 streams"
   python3 bench/send.py "$gport" "$tport" >>"$raw"
   kill "$tpid"
+fi
+
+# ---- TLS: plain and TLS servers side by side ---------------------------------------
+if part tls; then
+  certs=$tmp/certs
+  mkdir -p "$certs"
+  ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${ec[@]}" -days 2 -subj /CN=bench-ca -keyout "$certs/ca.key" \
+    -out "$certs/ca.pem" 2>/dev/null
+  openssl req "${ec[@]}" -subj /CN=localhost -keyout "$certs/server.key" -out "$certs/server.csr" 2>/dev/null
+  echo "subjectAltName=DNS:localhost,IP:127.0.0.1" >"$certs/server.ext"
+  openssl x509 -req -days 2 -in "$certs/server.csr" -CA "$certs/ca.pem" -CAkey "$certs/ca.key" \
+    -CAcreateserial -extfile "$certs/server.ext" -out "$certs/server.pem" 2>/dev/null
+  tls_args=(--tls-cert "$certs/server.pem" --tls-key "$certs/server.key" --tls-ca "$certs/ca.pem")
+  tls_ports=()
+  tls_pids=()
+  for name in plain-target tls tls-target; do
+    extra=()
+    [ "$name" = plain-target ] || extra=("${tls_args[@]}")
+    # shellcheck disable=SC2086
+    "$gswarm_bin" data start --host 127.0.0.1 --port 0 --disk-path "$tmp/disk-$name" \
+      --max-memory 8GB --log-level warn "${extra[@]}" ${GSWARM_ARGS:-} >"$tmp/$name.out" \
+      2>>"$tmp/gswarm.err" &
+    tls_pids+=($!)
+    pids+=($!)
+    wait_for 30 grep -q "listening on" "$tmp/$name.out" || { cat "$tmp/gswarm.err" >&2; exit 1; }
+    tls_ports+=("$(sed -n 's/.*listening on .*:\([0-9]*\)$/\1/p' "$tmp/$name.out")")
+  done
+  log "TLS: small ops, new connections, 256 MiB writes, reads and sends, plain next to TLS"
+  "$tls_bench_bin" --plain "127.0.0.1:$gport" --tls "127.0.0.1:${tls_ports[1]}" \
+    --plain-target "127.0.0.1:${tls_ports[0]}" --tls-target "127.0.0.1:${tls_ports[2]}" \
+    --ca "$certs/ca.pem" --small "${BENCH_TLS_SMALL:-20000}" --rounds "${BENCH_TLS_ROUNDS:-5}" |
+    sed -n 's/^RESULT //p' >>"$raw"
+  kill "${tls_pids[@]}"
 fi
 
 # ---- memory per key: a million keys of 10 B ----------------------------------------

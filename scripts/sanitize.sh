@@ -5,7 +5,7 @@
 #                integration tests (two timing ones aside) and the CLI tests
 #                against its server, then
 #                each fuzz target for a bounded time (scripts/fuzz.sh);
-#   build-tsan/  TSan: the concurrency and node-to-node tests against its server.
+#   build-tsan/  TSan: the concurrency, node-to-node, trust and TLS tests against its server.
 # The integration tests are the release build's (build/, scripts/build.sh makes
 # it), pointed at a sanitized server through GSWARM_BINARY; any finding ends the
 # server, and so fails the test that met it.
@@ -43,7 +43,7 @@ norandom=(setarch "$(uname -m)" -R)
 "${norandom[@]}" true 2> /dev/null || norandom=()
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
   GSWARM_BINARY="$PWD/build-tsan/gswarm" "${norandom[@]}" \
-  ctest --test-dir build -R 'ConcurrencyTest|SendTest|SchedulingTest|EtcdTest|PoolTest|TrustTest|MetricsTest' \
+  ctest --test-dir build -R 'ConcurrencyTest|SendTest|SchedulingTest|EtcdTest|PoolTest|TrustTest|TlsTest|MetricsTest' \
   -j"$(nproc)" --output-on-failure --timeout 600
 echo "== fuzzing"
 ./scripts/fuzz.sh

@@ -17,6 +17,8 @@
 namespace gswarm::tls {
 namespace {
 
+constexpr std::size_t kReadAhead = 256 << 10;
+
 // The oldest errors OpenSSL queued on this thread, as one line.
 std::string openssl_errors() {
   std::string text;
@@ -88,6 +90,9 @@ Result<std::shared_ptr<ClientContext>> ClientContext::create(const std::string& 
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
   // A server that closes without TLS's goodbye has still ended the stream.
   SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+  // Whole records and several at a time per recv(), not a header and a body.
+  SSL_CTX_set_read_ahead(ctx, 1);
+  SSL_CTX_set_default_read_buffer_len(ctx, kReadAhead);
   ERR_clear_error();
   const int loaded = ca_file.empty() ? SSL_CTX_set_default_verify_paths(ctx)
                                      : SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr);

@@ -195,6 +195,23 @@ TEST_F(TlsTest, StalledAndBrokenHandshakesAreDropped) {
   EXPECT_EQ(*c.read("k"), "1");
 }
 
+// The server answers 401 before reading the body and stops reading; the client,
+// still encrypting megabytes, must see that answer, not a reset or a SIGPIPE.
+TEST_F(TlsTest, ARefusedLargeWriteGetsItsAnswer) {
+  auto args = certs_.server_args();
+  args.insert(args.end(), {"--token", "tls-refusal-token-1"});
+  TestServer guarded(dir_.path() / "g", args);
+  Client without = client(guarded.address());
+  auto refused = without.write_bytes("big", binary_value(8 << 20, 5));
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnauthorized) << refused.error().message;
+  ClientOptions options = trusting(certs_.ca);
+  options.token = "tls-refusal-token-1";
+  Client with(guarded.address(), options);
+  EXPECT_EQ(with.read_bytes("big").error().code, ErrorCode::kNotFound);
+  ASSERT_TRUE(with.write_bytes("big", binary_value(8 << 20, 5)));
+}
+
 TEST_F(TlsTest, ServersSendToEachOtherOverTls) {
   auto args = certs_.server_args();
   args.insert(args.end(), {"--token", "tls-and-token-123"});
