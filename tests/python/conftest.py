@@ -2,9 +2,11 @@
 the installed gswarm package (as users import it), checked to be the one just
 built when GSWARM_BUILT_MODULE names the build's native module."""
 
+import contextlib
 import filecmp
 import os
 import sys
+import threading
 
 import pytest
 
@@ -44,3 +46,30 @@ def client(server):
     from gswarm.data import DataServer
 
     return DataServer(server.address)
+
+
+@contextlib.contextmanager
+def embedded_server(tmp_path, **options):
+    """start_server() on a thread of this process, on a free loopback port;
+    yields its address and stops it on the way out."""
+    from gswarm.data import start_server
+
+    started = {}
+    ready = threading.Event()
+
+    def on_ready(server):
+        started["server"] = server
+        ready.set()
+
+    thread = threading.Thread(
+        target=start_server,
+        kwargs=dict(host="127.0.0.1", port=0, max_mem_size=1 << 26,
+                    disk_path=str(tmp_path / "disk"), ready=on_ready, **options),
+        daemon=True)
+    thread.start()
+    assert ready.wait(30), "start_server did not start listening"
+    try:
+        yield f"127.0.0.1:{started['server'].port}"
+    finally:
+        started["server"].stop()
+        thread.join(30)

@@ -2,13 +2,11 @@
 GSWARM_TLS_CA and https:// addresses, a clear error for an untrusted server,
 and start_server(tls_cert=..., tls_key=...)."""
 
-import threading
-
 import numpy as np
 import pytest
 
 from certificates import make_certificates
-from conftest import start
+from conftest import embedded_server, start
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +51,11 @@ def test_an_untrusted_server_is_refused_with_the_reason(secure, monkeypatch):
 
 
 def test_start_server_serves_tls(tmp_path, certs, monkeypatch):
-    from gswarm.data import DataServer, start_server
+    from gswarm.data import DataServer
 
     monkeypatch.delenv("GSWARM_TLS_CA", raising=False)
-    started = {}
-    ready = threading.Event()
-
-    def on_ready(server):
-        started["server"] = server
-        ready.set()
-
-    thread = threading.Thread(
-        target=start_server,
-        kwargs=dict(host="127.0.0.1", port=0, disk_path=str(tmp_path / "disk"), ready=on_ready,
-                    tls_cert=certs.cert, tls_key=certs.key, tls_ca=certs.ca),
-        daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    server = started["server"]
-    try:
-        client = DataServer(f"127.0.0.1:{server.port}", tls_ca=certs.ca)
+    with embedded_server(tmp_path, tls_cert=certs.cert, tls_key=certs.key,
+                         tls_ca=certs.ca) as address:
+        client = DataServer(address, tls_ca=certs.ca)
         client.write("k", [1, 2, 3])
         assert client.read("k") == [1, 2, 3]
-    finally:
-        server.stop()
-        thread.join(30)

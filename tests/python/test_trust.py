@@ -2,12 +2,10 @@
 GSWARM_TOKEN, zero-copy reads carrying the token, UnauthorizedError without it,
 and start_server(token=...)."""
 
-import threading
-
 import numpy as np
 import pytest
 
-from conftest import start
+from conftest import embedded_server, start
 
 TOKEN = "python-test-token-5e0b"
 
@@ -49,30 +47,12 @@ def test_zero_copy_reads_carry_the_token(guarded, monkeypatch):
 
 
 def test_start_server_takes_a_token(monkeypatch, tmp_path):
-    from gswarm.data import DataServer, UnauthorizedError, start_server
+    from gswarm.data import DataServer, UnauthorizedError
 
     monkeypatch.delenv("GSWARM_TOKEN", raising=False)
-    started = {}
-    ready = threading.Event()
-
-    def on_ready(server):
-        started["server"] = server
-        ready.set()
-
-    thread = threading.Thread(
-        target=start_server,
-        kwargs=dict(host="127.0.0.1", port=0, max_mem_size=1 << 26,
-                    disk_path=str(tmp_path / "disk"), ready=on_ready, token=TOKEN),
-        daemon=True)
-    thread.start()
-    assert ready.wait(30)
-    address = f"127.0.0.1:{started['server'].port}"
-    try:
+    with embedded_server(tmp_path, token=TOKEN) as address:
         with pytest.raises(UnauthorizedError):
             DataServer(address).write("x", 1)
         client = DataServer(address, token=TOKEN)
         client.write("x", 2)
         assert client.read("x") == 2
-    finally:
-        started["server"].stop()
-        thread.join(30)
