@@ -96,7 +96,9 @@ TEST(ReadPointerTest, AnotherProcessMapsDramAndPinnedValues) {
       ASSERT_TRUE(shared) << shared.error().message;
       EXPECT_EQ(shared->size(), size);
       EXPECT_EQ(shared->format(), "bytes");
-      if (size > 0) EXPECT_EQ(map_read_only(shared->fd(), shared->offset(), size), value);
+      if (size > 0) {
+        EXPECT_EQ(map_read_only(shared->fd(), shared->offset(), size), value);
+      }
       expect_unwritable(shared->fd());
     }
   }

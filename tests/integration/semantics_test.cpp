@@ -625,7 +625,9 @@ TEST_F(SemanticsTest, WriteExtendedJsonAndPickle) {
     ASSERT_TRUE(IsOk(p));
     EXPECT_EQ(body_json(p), (json{{"status", "success"}, {"key", key}, {"location", location},
                                   {"size", pickle.size()}, {"format", "pickle"}}));
-    if (location == "disk") ASSERT_TRUE(IsOk(move_key(port, key, "dram")));
+    if (location == "disk") {
+      ASSERT_TRUE(IsOk(move_key(port, key, "dram")));
+    }
     auto back = read_extended_json(port, key);
     ASSERT_EQ(back.status, 200) << describe(back);
     json bj = body_json(back);
@@ -657,7 +659,9 @@ TEST_F(SemanticsTest, EmptyRawValueRoundTrips) {
     ASSERT_TRUE(IsOk(w));
     EXPECT_EQ(body_json(w).value("size", 1ull), 0u);
     EXPECT_EQ(body_json(w).value("format", ""), "bytes");
-    if (location == "disk") ASSERT_TRUE(IsOk(move_key(port, "empty-" + location, "dram")));
+    if (location == "disk") {
+      ASSERT_TRUE(IsOk(move_key(port, "empty-" + location, "dram")));
+    }
     auto r = read_raw(port, "empty-" + location);
     EXPECT_EQ(r.status, 200) << describe(r);
     EXPECT_TRUE(r.body.empty());
