@@ -67,6 +67,13 @@ struct LocationInfo {
   std::vector<ReplicaInfo> replicas;
 };
 
+// A page of GET /locations: keys with their replicas, and where the next page
+// starts (empty: this was the last).
+struct LocationListing {
+  std::vector<std::pair<std::string, std::vector<ReplicaInfo>>> keys;
+  std::string next_cursor;
+};
+
 struct MoveResult {
   std::string key;
   std::string source;
@@ -115,7 +122,8 @@ struct Operation {
   std::string key;
   std::string source;  // empty until it runs
   std::string destination;
-  std::string state;  // "queued", "running", "done", "failed"
+  std::string state;  // "queued", "running", "done", "failed", "cancelled"
+  std::string phase;  // while running: "copying", "verifying" or "syncing" (to disk)
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   double seconds = 0;
@@ -199,11 +207,13 @@ class Client {
                                                   std::string_view location = "dram",
                                                   std::string_view format = "bytes");
   // The same with a value made of `parts` one after another (a header and an
-  // array's bytes), sent without copying or joining them.
+  // array's bytes), sent without copying or joining them. `sent`, when given,
+  // counts the bytes handed to the connection so far (another thread may read it).
   [[nodiscard]] Result<std::uint64_t> write_parts(std::string_view key,
                                                   std::span<const std::span<const std::byte>> parts,
                                                   std::string_view location = "dram",
-                                                  std::string_view format = "bytes");
+                                                  std::string_view format = "bytes",
+                                                  std::atomic<std::uint64_t>* sent = nullptr);
 
   // GET /read/{key}: the JSON text of a value stored as JSON in DRAM. A key held
   // elsewhere is kWrongLocation; a value stored as raw bytes is kWrongFormat.
@@ -234,6 +244,9 @@ class Client {
   [[nodiscard]] Result<Operation> operation(std::uint64_t id);
   // GET /operations: the running ones and the last finished ones, newest first.
   [[nodiscard]] Result<std::vector<Operation>> operations();
+  // DELETE /operations/{id}: asks a queued or running move to stop; it then
+  // ends "cancelled", its source intact and no partial copy left.
+  [[nodiscard]] Result<void> cancel_operation(std::uint64_t id);
 
   // POST /send_extended: copies the key to `target` ("node:device:N" or
   // "host:port"), from the replica at `source_location` when given. The key keeps
@@ -251,6 +264,12 @@ class Client {
 
   // GET /locations: every key and its replicas, ordered by key.
   [[nodiscard]] Result<std::map<std::string, std::vector<ReplicaInfo>>> list_locations();
+  // GET /locations?pattern=&limit=&cursor=: at most `limit` keys matching the
+  // glob `pattern` (empty: every key), continuing after `cursor` (empty: from the
+  // start). Page by page, a million keys without one huge answer.
+  [[nodiscard]] Result<LocationListing> list_locations_page(std::string_view pattern,
+                                                          std::size_t limit,
+                                                          std::string_view cursor = "");
 
   // GET /stats: the JSON text of the "stats" object (fields in doc/http-api.md).
   [[nodiscard]] Result<std::string> stats();

@@ -99,9 +99,10 @@ int run_start(const StartArgs& args) {
     return 2;
   }
   if (auto total = system_memory().total; total > 0 && store_options.max_memory > total) {
-    spdlog::warn("--max-memory {} is more than this machine's {} of memory: the limit will not "
-                 "stop the server from running out of memory",
-                 format_size(store_options.max_memory), format_size(total));
+    spdlog::warn(
+        "--max-memory {} is more than this machine's {} of memory: the limit will not "
+        "stop the server from running out of memory",
+        format_size(store_options.max_memory), format_size(total));
   }
   // Other processes of this user must not reach values (or anything else) through
   // /proc/<pid>/mem or /proc/<pid>/fd: read pointers go through the local socket.
@@ -159,12 +160,13 @@ int run_start(const StartArgs& args) {
   // Tests and scripts wait for this line; it goes to stdout, flushed.
   std::printf("gswarm listening on %s:%u\n", args.host.c_str(), server.port());
   std::fflush(stdout);
-  spdlog::info("max memory {}, disk {} ({}), {} move threads, {} io threads, at most {} "
-               "connections, {} for request buffers",
-               format_size(store_options.max_memory), args.disk_path,
-               store_options.max_disk == 0 ? std::string("no limit") : format_size(store_options.max_disk),
-               store_options.move_threads, store_options.io_threads, server.max_connections(),
-               format_size(options.max_buffer_memory));
+  spdlog::info(
+      "max memory {}, disk {} ({}), {} move threads, {} io threads, at most {} "
+      "connections, {} for request buffers",
+      format_size(store_options.max_memory), args.disk_path,
+      store_options.max_disk == 0 ? std::string("no limit") : format_size(store_options.max_disk),
+      store_options.move_threads, store_options.io_threads, server.max_connections(),
+      format_size(options.max_buffer_memory));
   server.run();
   spdlog::info("stopped");
   return 0;
@@ -175,6 +177,7 @@ int run_start(const StartArgs& args) {
 void add_start_command(CLI::App& data) {
   auto args = std::make_shared<StartArgs>();
   CLI::App* cmd = data.add_subcommand("start", "Start the data server (KV storage and data pool)");
+  cmd->group("Server");
   cmd->add_option("--host", args->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", args->port, "Port to listen on (0: any free port)")
       ->capture_default_str()
@@ -250,8 +253,9 @@ void add_start_command(CLI::App& data) {
                   "Connections one large value is sent over at once, each with a byte range")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  cmd->add_option("--parallel-threshold", args->parallel_threshold,
-                  "Values from this size are sent over --streams connections; smaller ones over one")
+  cmd->add_option(
+         "--parallel-threshold", args->parallel_threshold,
+         "Values from this size are sent over --streams connections; smaller ones over one")
       ->capture_default_str();
   cmd->add_option("--peer-timeout", args->peer_timeout,
                   "Seconds a send waits for another server to connect or make progress before "

@@ -11,8 +11,7 @@
 namespace gswarm::cli {
 
 void add_token_options(CLI::App& cmd, TokenArgs& args, const std::string& what) {
-  cmd.add_option("--token", args.token, what + " (default: GSWARM_TOKEN)")
-      ->envname("GSWARM_TOKEN");
+  cmd.add_option("--token", args.token, what + " (default: GSWARM_TOKEN)")->envname("GSWARM_TOKEN");
   cmd.add_option("--token-file", args.file,
                  "File whose first line is the token: keeps it out of the process list");
 }

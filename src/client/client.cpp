@@ -717,16 +717,17 @@ Result<std::uint64_t> Client::write_bytes(std::string_view key, std::span<const 
 
 Result<std::uint64_t> Client::write_parts(std::string_view key,
                                           std::span<const std::span<const std::byte>> parts,
-                                          std::string_view location, std::string_view format) {
+                                          std::string_view location, std::string_view format,
+                                          std::atomic<std::uint64_t>* sent) {
   if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
   std::string target = fmt::format("/write_extended?key={}&location={}&format={}", url_encode(key),
                                    url_encode(location), url_encode(format));
   http::request<GatherBody> req{http::verb::post, target, 11};
   req.set(http::field::content_type, "application/octet-stream");
   req.set(http::field::accept, "application/json");
-  req.body() = {parts, nullptr};
-  auto sent = impl_->send(req, impl_->options().timeout);
-  if (!sent) return tl::unexpected(sent.error());
+  req.body() = {parts, sent};
+  auto done = impl_->send(req, impl_->options().timeout);
+  if (!done) return tl::unexpected(done.error());
   auto answer = impl_->parse_last_body();
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) { return j.at("size").get<std::uint64_t>(); });
@@ -808,6 +809,9 @@ Operation operation_from_json(const json& j) {
   op.destination = j.at("destination").get<std::string>();
   if (j.at("source").is_string()) op.source = j.at("source").get<std::string>();
   op.state = j.at("state").get<std::string>();
+  if (auto phase = j.find("phase"); phase != j.end() && phase->is_string()) {
+    op.phase = phase->get<std::string>();
+  }
   op.bytes_done = j.value("bytes_done", std::uint64_t{0});
   op.bytes_total = j.value("bytes_total", std::uint64_t{0});
   op.seconds = j.value("seconds", 0.0);
@@ -824,6 +828,12 @@ Result<Operation> Client::operation(std::uint64_t id) {
   auto answer = impl_->call(http::verb::get, fmt::format("/operations/{}", id));
   if (!answer) return tl::unexpected(answer.error());
   return decode(*answer, [](const json& j) { return operation_from_json(j); });
+}
+
+Result<void> Client::cancel_operation(std::uint64_t id) {
+  auto answer = impl_->call(http::verb::delete_, fmt::format("/operations/{}", id));
+  if (!answer) return tl::unexpected(answer.error());
+  return {};
 }
 
 Result<std::vector<Operation>> Client::operations() {
@@ -905,6 +915,24 @@ Result<std::map<std::string, std::vector<ReplicaInfo>>> Client::list_locations()
       out.emplace(key, replicas_from_json(replicas));
     }
     return out;
+  });
+}
+
+Result<LocationListing> Client::list_locations_page(std::string_view pattern, std::size_t limit,
+                                                  std::string_view cursor) {
+  std::string target = fmt::format("/locations?limit={}", limit);
+  if (!pattern.empty()) target += "&pattern=" + url_encode(pattern);
+  if (!cursor.empty()) target += "&cursor=" + url_encode(cursor);
+  auto answer = impl_->call(http::verb::get, std::move(target));
+  if (!answer) return tl::unexpected(answer.error());
+  return decode(*answer, [](const json& j) {
+    LocationListing page;
+    for (const auto& [key, replicas] : j.at("locations").items()) {
+      page.keys.emplace_back(key, replicas_from_json(replicas));
+    }
+    const json& next = j.at("next_cursor");
+    if (next.is_string()) page.next_cursor = next.get<std::string>();
+    return page;
   });
 }
 

@@ -25,6 +25,8 @@ using nlohmann::json;
 constexpr std::uint64_t kLargestLimit = std::uint64_t{1} << 50;  // 1 PB
 // Values up to this size are base64-encoded in place; larger ones in pieces.
 constexpr std::uint64_t kInlineBase64 = 64 * kKiB;
+// A /locations glob: a key's length and its wildcards.
+constexpr std::size_t kMaxPattern = 8192;
 // Keys per piece of a streamed /locations answer: 4096-byte keys keep a piece
 // near BodySource::kMaxPiece.
 constexpr std::size_t kLocationsPiece = 256;
@@ -296,9 +298,29 @@ Reply handle_write_extended(Request& req, Context& ctx) {
   return store_bytes(ctx, std::move(*key), *loc, *type, *bytes, true);
 }
 
+namespace {
+
+// A read that finds no value to serve keeps its status (404 no such key, 409
+// held outside DRAM) and, as the original server's answers did, says
+// "found": false with the key, so that response.json()["found"] works.
+Response read_failure(const Error& error, const std::string& key) {
+  if (error.code != ErrorCode::kNotFound && error.code != ErrorCode::kWrongLocation) {
+    return error_response(error);
+  }
+  Response r = json_response(dump({{"detail", error.message},
+                                   {"code", error_code_name(error.code)},
+                                   {"found", false},
+                                   {"key", key}}),
+                             http_status(error.code));
+  r.error = error.code;
+  return r;
+}
+
+}  // namespace
+
 Reply handle_read(Request& req, Context& ctx) {
   auto view = read_value(req, ctx);
-  if (!view) return error_response(view.error());
+  if (!view) return read_failure(view.error(), req.param);
   if (view->format != "json") {
     return error_response(ErrorCode::kWrongFormat,
                           fmt::format("key '{}' holds a '{}' value, not JSON: read it with "
@@ -361,14 +383,14 @@ class Base64Answer final : public BodySource {
 // Every key's locations, {"locations": {...}}, a page of keys per piece.
 class LocationsAnswer final : public BodySource {
  public:
-  explicit LocationsAnswer(Context& ctx) : ctx_(ctx) {}
+  LocationsAnswer(Context& ctx, std::string pattern) : ctx_(ctx), pattern_(std::move(pattern)) {}
 
   std::optional<std::uint64_t> size() const override { return std::nullopt; }
 
   Result<bool> next(std::string& piece) override {
     piece.clear();
     if (done_) return false;
-    auto page = ctx_.store.locations_page(cursor_, kLocationsPiece);
+    auto page = ctx_.store.locations_page(cursor_, kLocationsPiece, pattern_);
     if (!page) return tl::unexpected(page.error());
     if (!opened_) piece = R"({"locations":{)";
     opened_ = true;
@@ -389,6 +411,7 @@ class LocationsAnswer final : public BodySource {
 
  private:
   Context& ctx_;
+  const std::string pattern_;
   std::string cursor_;
   bool opened_ = false;
   bool first_ = true;  // no key written yet
@@ -399,7 +422,7 @@ class LocationsAnswer final : public BodySource {
 
 Reply handle_read_extended(Request& req, Context& ctx) {
   auto view = read_value(req, ctx);
-  if (!view) return error_response(view.error());
+  if (!view) return read_failure(view.error(), req.param);
   if (req.accept.find("application/octet-stream") != std::string::npos) {
     Response r;
     r.content_type = "application/octet-stream";
@@ -484,6 +507,8 @@ json operation_json(const OperationInfo& op) {
             {"source", op.source ? json(op.source->name()) : json(nullptr)},
             {"destination", op.destination.name()},
             {"state", operation_state_name(op.state)},
+            {"phase", op.state == OperationState::kRunning ? json(copy_phase_name(op.phase))
+                                                             : json(nullptr)},
             {"bytes_done", op.bytes_done},
             {"bytes_total", op.bytes_total},
             {"progress", op.bytes_total == 0 ? (op.state == OperationState::kDone ? 1.0 : 0.0)
@@ -500,15 +525,37 @@ json operation_json(const OperationInfo& op) {
 
 }  // namespace
 
-Reply handle_operation(Request& req, Context& ctx) {
+namespace {
+
+Result<std::uint64_t> operation_id(const Request& req) {
   std::uint64_t id = 0;
   auto [ptr, ec] = std::from_chars(req.param.data(), req.param.data() + req.param.size(), id);
   if (ec != std::errc() || ptr != req.param.data() + req.param.size()) {
-    return error_response(ErrorCode::kBadRequest, "operation id must be a number");
+    return make_error(ErrorCode::kBadRequest, "operation id must be a number");
   }
-  auto op = ctx.store.operations().get(id);
+  return id;
+}
+
+}  // namespace
+
+Reply handle_operation(Request& req, Context& ctx) {
+  auto id = operation_id(req);
+  if (!id) return error_response(id.error());
+  auto op = ctx.store.operations().get(*id);
   if (!op) return error_response(op.error());
   return json_response(dump(operation_json(*op)));
+}
+
+Reply handle_cancel_operation(Request& req, Context& ctx) {
+  auto id = operation_id(req);
+  if (!id) return error_response(id.error());
+  auto was = ctx.store.operations().cancel(*id);
+  if (!was) return error_response(was.error());
+  return json_response(dump({{"status", "cancelling"},
+                             {"operation_id", *id},
+                             {"was", operation_state_name(*was)},
+                             {"operation_url", fmt::format("/operations/{}", *id)}}),
+                       202);
 }
 
 Reply handle_operations(Request& req, Context& ctx) {
@@ -530,17 +577,24 @@ Reply handle_location(Request& req, Context& ctx) {
 Reply handle_locations(Request& req, Context& ctx) {
   auto limit_it = req.query.find("limit");
   auto cursor_it = req.query.find("cursor");
+  auto pattern_it = req.query.find("pattern");
+  std::string pattern = pattern_it == req.query.end() ? "" : pattern_it->second;
+  if (pattern.size() > kMaxPattern) {
+    return error_response(ErrorCode::kBadRequest,
+                          fmt::format("pattern is over {} bytes", kMaxPattern));
+  }
   if (limit_it == req.query.end() && cursor_it == req.query.end()) {
     // Everything, streamed a page at a time: no answer is ever built whole.
     Response r;
-    r.source = std::make_shared<LocationsAnswer>(ctx);
+    r.source = std::make_shared<LocationsAnswer>(ctx, std::move(pattern));
     return r;
   }
   auto limit = query_limit(req, ctx.limits.max_page, ctx.limits.max_page);
   if (!limit) return error_response(limit.error());
   std::string cursor = cursor_it == req.query.end() ? "" : cursor_it->second;
-  return Reply(std::function<Response()>([&ctx, cursor = std::move(cursor), limit = *limit] {
-    auto page = ctx.store.locations_page(cursor, limit);
+  return Reply(std::function<Response()>([&ctx, cursor = std::move(cursor), limit = *limit,
+                                          pattern = std::move(pattern)] {
+    auto page = ctx.store.locations_page(cursor, limit, pattern);
     if (!page) return error_response(page.error());
     json all = json::object();
     for (const auto& k : page->keys) all[k.key] = replicas_json(k, ctx);

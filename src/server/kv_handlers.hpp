@@ -115,6 +115,8 @@ Reply handle_read_extended(Request& req, Context& ctx);
 Reply handle_release(Request& req, Context& ctx);
 Reply handle_move(Request& req, Context& ctx);
 Reply handle_operation(Request& req, Context& ctx);
+// DELETE /operations/{id}: asks a queued or running move to stop (202).
+Reply handle_cancel_operation(Request& req, Context& ctx);
 Reply handle_operations(Request& req, Context& ctx);
 Reply handle_location(Request& req, Context& ctx);
 Reply handle_locations(Request& req, Context& ctx);

@@ -28,6 +28,8 @@ struct Route {
   bool has_param;         // the rest of the path is one percent-encoded parameter
   BodyKind body;
   Handler handler;
+  std::string_view param;    // the parameter's name ("key"), when has_param
+  std::string_view summary;  // one line for GET /openapi.json
 };
 
 struct RouteMatch {

@@ -77,6 +77,7 @@ Result<std::string> copy_extent(const Extent& src, Extent& dst, CopyProgress& pr
     }
   }
   if (dst_host != nullptr) {
+    progress.phase.store(CopyPhase::kVerifying, std::memory_order_relaxed);
     if (auto ok = src.verify({dst_host, size}); !ok) return tl::unexpected(ok.error());
   }
   return method_of(src, dst);

@@ -16,8 +16,22 @@ std::string_view operation_state_name(OperationState state) {
       return "done";
     case OperationState::kFailed:
       return "failed";
+    case OperationState::kCancelled:
+      return "cancelled";
   }
   return "failed";
+}
+
+std::string_view copy_phase_name(CopyPhase phase) {
+  switch (phase) {
+    case CopyPhase::kCopying:
+      return "copying";
+    case CopyPhase::kVerifying:
+      return "verifying";
+    case CopyPhase::kSyncing:
+      return "syncing";
+  }
+  return "copying";
 }
 
 std::uint64_t Operations::add(std::string kind, std::string key, Location destination,
@@ -59,8 +73,12 @@ void Operations::start(std::uint64_t id, Location source) {
 
 void Operations::finish(std::uint64_t id, std::optional<Error> error, double seconds) {
   std::lock_guard lock(mutex_);
-  auto& info = records_.at(id).info;
+  auto& record = records_.at(id);
+  auto& info = record.info;
   info.state = error ? OperationState::kFailed : OperationState::kDone;
+  if (error && record.progress->cancelled_by_client.load(std::memory_order_relaxed)) {
+    info.state = OperationState::kCancelled;
+  }
   info.error = std::move(error);
   info.seconds = seconds;
   finished_.push_back(id);
@@ -70,8 +88,31 @@ void Operations::finish(std::uint64_t id, std::optional<Error> error, double sec
   }
 }
 
+Result<OperationState> Operations::cancel(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = records_.find(id);
+  if (it == records_.end()) {
+    return make_error(ErrorCode::kNotFound,
+                      fmt::format("no operation {} (finished operations are kept for the last {})",
+                                  id, kKeepFinished));
+  }
+  const OperationInfo& info = it->second.info;
+  if (info.kind != "move") {
+    return make_error(
+        ErrorCode::kConflict,
+        fmt::format("operation {} is a {}; only moves can be cancelled", id, info.kind));
+  }
+  if (info.state != OperationState::kQueued && info.state != OperationState::kRunning) {
+    return make_error(ErrorCode::kConflict, fmt::format("operation {} has already ended ({})", id,
+                                                        operation_state_name(info.state)));
+  }
+  it->second.progress->cancelled_by_client.store(true, std::memory_order_relaxed);
+  return info.state;
+}
+
 OperationInfo Operations::snapshot(const Record& r) const {
   OperationInfo info = r.info;
+  info.phase = r.progress->phase.load(std::memory_order_relaxed);
   info.bytes_done =
       info.state == OperationState::kDone ? info.bytes_total : r.progress->bytes.load();
   return info;
@@ -91,7 +132,8 @@ Result<OperationInfo> Operations::get(std::uint64_t id) const {
 std::vector<OperationInfo> Operations::list() const {
   std::lock_guard lock(mutex_);
   std::vector<OperationInfo> out;
-  for (auto it = records_.rbegin(); it != records_.rend(); ++it) out.push_back(snapshot(it->second));
+  for (auto it = records_.rbegin(); it != records_.rend(); ++it)
+    out.push_back(snapshot(it->second));
   return out;
 }
 

@@ -21,16 +21,25 @@
 
 namespace gswarm {
 
+// What a running copy is doing: its bytes, checking them, or making them durable.
+enum class CopyPhase : std::uint8_t { kCopying, kVerifying, kSyncing };
+std::string_view copy_phase_name(CopyPhase phase);
+
 // Progress of one copy, shared by the copier and whoever watches or cancels it.
 struct CopyProgress {
   std::atomic<std::uint64_t> bytes{0};
+  std::atomic<CopyPhase> phase{CopyPhase::kCopying};
   std::atomic<bool> cancelled{false};   // this copy is no longer wanted
+  std::atomic<bool> cancelled_by_client{false};  // DELETE /operations/{id}
   const std::atomic<bool>* stopping = nullptr;  // the server is shutting down
 
   // An error when the copy should stop now.
   [[nodiscard]] Result<void> stopped() const {
     if (stopping != nullptr && stopping->load(std::memory_order_relaxed)) {
       return make_error(ErrorCode::kUnavailable, "the server is shutting down");
+    }
+    if (cancelled_by_client.load(std::memory_order_relaxed)) {
+      return make_error(ErrorCode::kConflict, "the move was cancelled by a client; the source is intact");
     }
     if (cancelled.load(std::memory_order_relaxed)) {
       return make_error(ErrorCode::kConflict,
@@ -40,7 +49,7 @@ struct CopyProgress {
   }
 };
 
-enum class OperationState : std::uint8_t { kQueued, kRunning, kDone, kFailed };
+enum class OperationState : std::uint8_t { kQueued, kRunning, kDone, kFailed, kCancelled };
 std::string_view operation_state_name(OperationState state);
 
 struct OperationInfo {
@@ -50,6 +59,7 @@ struct OperationInfo {
   Location destination;
   std::optional<Location> source;  // known once running
   OperationState state = OperationState::kQueued;
+  CopyPhase phase = CopyPhase::kCopying;  // while running
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   double created = 0;   // unix seconds
@@ -70,7 +80,12 @@ class Operations {
   void start(std::uint64_t id, Location source);
   // For operations whose size is known only once they run (a chunk from a URL).
   void set_total(std::uint64_t id, std::uint64_t bytes_total);
+  // Ends it: done, failed with `error`, or cancelled when a client asked that.
   void finish(std::uint64_t id, std::optional<Error> error, double seconds);
+  // Asks a queued or running move to stop: it ends "cancelled" once its mover
+  // sees the request (a move already installing its copy completes). The state
+  // it was in; kNotFound, or kConflict when it has finished or is not a move.
+  [[nodiscard]] Result<OperationState> cancel(std::uint64_t id);
 
   [[nodiscard]] Result<OperationInfo> get(std::uint64_t id) const;
   std::vector<OperationInfo> list() const;  // newest first

@@ -1,5 +1,7 @@
 #include "storage/store.hpp"
 
+#include <fnmatch.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -556,6 +558,9 @@ Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destina
                                     Operations::Progress progress, std::uint64_t operation,
                                     MoveMode mode) {
   if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
+  if (progress) {  // cancelled while it was queued
+    if (auto ok = progress->stopped(); !ok) return tl::unexpected(ok.error());
+  }
   if (mode.source) {
     if (auto ok = check_location(*mode.source); !ok) return tl::unexpected(ok.error());
   }
@@ -686,6 +691,7 @@ Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destina
   auto method = copy_extent(*source, *copy, *progress, options_.move_rate_limit);
   if (!method) return fail(method.error());
   GSWARM_TEST_POINT("move.copied");
+  if (destination == Location::disk()) progress->phase.store(CopyPhase::kSyncing);
   if (auto ok = copy->seal(); !ok) return fail(ok.error());
   GSWARM_TEST_POINT("move.sealed");
 
@@ -775,7 +781,15 @@ Result<KeyLocations> Store::location(std::string_view key) const {
   return describe((*it)->key(), (*it)->entry);
 }
 
-Result<LocationsPage> Store::locations_page(std::string_view cursor, std::size_t limit) const {
+Result<LocationsPage> Store::locations_page(std::string_view cursor, std::size_t limit,
+                                            std::string_view pattern) const {
+  const std::string glob(pattern);
+  std::string key_text;
+  auto matches = [&](std::string_view key) {
+    if (glob.empty()) return true;
+    key_text.assign(key);
+    return ::fnmatch(glob.c_str(), key_text.c_str(), 0) == 0;
+  };
   std::size_t first_shard = 0;
   std::optional<std::string> after;
   if (!cursor.empty()) {
@@ -795,7 +809,9 @@ Result<LocationsPage> Store::locations_page(std::string_view cursor, std::size_t
     // The next keys of this shard in key order: pick them without sorting it all.
     std::vector<const Node*> rest;
     for (const Node* node : shard.nodes) {
-      if (!after || s != first_shard || node->key() > *after) rest.push_back(node);
+      if ((!after || s != first_shard || node->key() > *after) && matches(node->key())) {
+        rest.push_back(node);
+      }
     }
     const std::size_t take = std::min(limit - page.keys.size(), rest.size());
     auto by_key = [](const Node* a, const Node* b) { return a->key() < b->key(); };

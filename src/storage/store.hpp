@@ -267,10 +267,11 @@ class Store {
 
   [[nodiscard]] Result<KeyLocations> location(std::string_view key) const;
   // Up to `limit` keys after `cursor` (empty: from the start), in the order of
-  // the index's shards and, within one, of the keys. kBadRequest for a cursor
-  // this server did not make.
-  [[nodiscard]] Result<LocationsPage> locations_page(std::string_view cursor,
-                                                     std::size_t limit) const;
+  // the index's shards and, within one, of the keys; only those matching the
+  // glob `pattern` (fnmatch(3): *, ?, [...]; "*" matches "/" too) when it is
+  // not empty. kBadRequest for a cursor this server did not make.
+  [[nodiscard]] Result<LocationsPage> locations_page(std::string_view cursor, std::size_t limit,
+                                                     std::string_view pattern = {}) const;
   StoreStats stats() const;
   void set_max_memory(std::uint64_t bytes);
 

@@ -69,8 +69,24 @@ inline ::testing::AssertionResult IsError(const HttpResponse& r, int status, std
   if (!j.contains("code") || !j["code"].is_string() || j["code"] != code) {
     return ::testing::AssertionFailure() << "expected code '" << code << "': " << describe(r);
   }
-  if (j.size() != 2) {
+  // A read that misses (404 not_found, 409 wrong_location) also says "found": false and the key.
+  const bool read_miss = j.size() == 4 && j.contains("found") && j["found"] == false &&
+                         j.contains("key") && j["key"].is_string() &&
+                         (code == "not_found" || code == "wrong_location");
+  if (j.size() != 2 && !read_miss) {
     return ::testing::AssertionFailure() << "error body has fields besides detail and code: " << describe(r);
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// A read's miss: the error, and "found": false with the key (the original server's shape).
+inline ::testing::AssertionResult IsReadMiss(const HttpResponse& r, int status, std::string_view code,
+                                              std::string_view key) {
+  if (auto error = IsError(r, status, code); !error) return error;
+  json j = body_json(r);
+  if (!j.contains("found") || j["found"] != false || !j.contains("key") || j["key"] != key) {
+    return ::testing::AssertionFailure() << "expected \"found\": false and \"key\": \"" << key
+                                         << "\": " << describe(r);
   }
   return ::testing::AssertionSuccess();
 }
