@@ -123,7 +123,8 @@ struct Operation {
   std::string source;  // empty until it runs
   std::string destination;
   std::string state;  // "queued", "running", "done", "failed", "cancelled"
-  std::string phase;  // while running: "copying", "verifying" or "syncing" (to disk)
+  std::string phase;  // while running: "allocating", "copying", "verifying", "syncing"
+                      // (to disk) or "finishing"
   std::uint64_t bytes_done = 0;
   std::uint64_t bytes_total = 0;
   double seconds = 0;

@@ -24,12 +24,16 @@ std::string_view operation_state_name(OperationState state) {
 
 std::string_view copy_phase_name(CopyPhase phase) {
   switch (phase) {
+    case CopyPhase::kAllocating:
+      return "allocating";
     case CopyPhase::kCopying:
       return "copying";
     case CopyPhase::kVerifying:
       return "verifying";
     case CopyPhase::kSyncing:
       return "syncing";
+    case CopyPhase::kFinishing:
+      return "finishing";
   }
   return "copying";
 }

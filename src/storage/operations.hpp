@@ -21,8 +21,10 @@
 
 namespace gswarm {
 
-// What a running copy is doing: its bytes, checking them, or making them durable.
-enum class CopyPhase : std::uint8_t { kCopying, kVerifying, kSyncing };
+// What a running copy is doing: getting the destination's memory (pre-faulted,
+// or a file), copying its bytes, checking them, making them durable (disk), or
+// switching the key over and freeing the source.
+enum class CopyPhase : std::uint8_t { kAllocating, kCopying, kVerifying, kSyncing, kFinishing };
 std::string_view copy_phase_name(CopyPhase phase);
 
 // Progress of one copy, shared by the copier and whoever watches or cancels it.
@@ -83,7 +85,7 @@ class Operations {
   // Ends it: done, failed with `error`, or cancelled when a client asked that.
   void finish(std::uint64_t id, std::optional<Error> error, double seconds);
   // Asks a queued or running move to stop: it ends "cancelled" once its mover
-  // sees the request (a move already installing its copy completes). The state
+  // sees the request (a move whose copy is already installed completes). The state
   // it was in; kNotFound, or kConflict when it has finished or is not a move.
   [[nodiscard]] Result<OperationState> cancel(std::uint64_t id);
 

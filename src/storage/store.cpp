@@ -480,9 +480,9 @@ Result<void> Store::release(std::string_view key, std::optional<std::uint64_t> v
     std::lock_guard lock(shard.mutex);
     auto it = shard.nodes.find(key);
     if (it != shard.nodes.end() && version && (*it)->entry.version != *version) {
-      return make_error(ErrorCode::kConflict,
-                        fmt::format("key '{}' was written again meanwhile; the new value was kept",
-                                    key));
+      return make_error(
+          ErrorCode::kConflict,
+          fmt::format("key '{}' was written again meanwhile; the new value was kept", key));
     }
     if (it != shard.nodes.end()) {
       found = true;
@@ -514,7 +514,7 @@ Result<MoveOutcome> Store::move(std::string_view key, Location destination) {
 }
 
 Result<MoveOutcome> Store::copy(std::string_view key, Location destination,
-                               std::optional<Location> source) {
+                                std::optional<Location> source) {
   return move_impl(key, destination, std::make_shared<CopyProgress>(), 0, MoveMode{true, source});
 }
 
@@ -555,8 +555,8 @@ Result<std::uint64_t> Store::start_move(std::string key, Location destination,
 }
 
 Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destination,
-                                    Operations::Progress progress, std::uint64_t operation,
-                                    MoveMode mode) {
+                                     Operations::Progress progress, std::uint64_t operation,
+                                     MoveMode mode) {
   if (auto ok = check_location(destination); !ok) return tl::unexpected(ok.error());
   if (progress) {  // cancelled while it was queued
     if (auto ok = progress->stopped(); !ok) return tl::unexpected(ok.error());
@@ -599,7 +599,7 @@ Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destina
     if (ExtentRef there = complete_at(destination)) {
       // Already there: a copy has nothing to do; a move keeps only that replica.
       already = MoveOutcome{source->location(),   destination, there->size(), 0, "none",
-                           there->read_pointer()};
+                            there->read_pointer()};
       if (!mode.keep_source && !moving && there != entry.primary) {
         count(entry, -1);
         old = take_replicas(entry);
@@ -673,6 +673,7 @@ Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destina
   };
 
   const std::uint64_t size = source->size();
+  progress->phase.store(CopyPhase::kAllocating, std::memory_order_relaxed);
   auto allocated = tier(destination)->allocate(size, key, format);
   if (!allocated) return fail(allocated.error());
   ExtentRef copy = std::move(*allocated);
@@ -688,12 +689,18 @@ Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destina
     return changed_during_move(key);
   }
   GSWARM_TEST_POINT("move.attached");
+  progress->phase.store(CopyPhase::kCopying, std::memory_order_relaxed);
   auto method = copy_extent(*source, *copy, *progress, options_.move_rate_limit);
   if (!method) return fail(method.error());
   GSWARM_TEST_POINT("move.copied");
   if (destination == Location::disk()) progress->phase.store(CopyPhase::kSyncing);
   if (auto ok = copy->seal(); !ok) return fail(ok.error());
   GSWARM_TEST_POINT("move.sealed");
+  if (progress->cancelled_by_client.load(std::memory_order_relaxed)) {
+    copy->discard();  // cancelled while it was made durable: it never becomes the key's
+    return fail(progress->stopped().error());
+  }
+  progress->phase.store(CopyPhase::kFinishing, std::memory_order_relaxed);
 
   const bool installed = finish(copy);
   active_moves_.fetch_sub(1, std::memory_order_relaxed);
@@ -706,7 +713,7 @@ Result<MoveOutcome> Store::move_impl(std::string_view key_view, Location destina
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return MoveOutcome{source->location(), destination,         size, seconds,
-                    std::move(*method), copy->read_pointer()};
+                     std::move(*method), copy->read_pointer()};
 }
 
 // ---- export -----------------------------------------------------------------------
