@@ -99,7 +99,8 @@ void add_completion_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "completion", "Print a shell completion script: source <(gswarm completion bash)");
   cmd->add_option("SHELL", *shell, "Shell: bash")->required()->check(CLI::IsMember({"bash"}));
-  cmd->callback([&app] { std::fputs(bash_completion(app).c_str(), stdout); });
+  // The option's storage lives as long as the command: the callback holds it.
+  cmd->callback([&app, shell] { std::fputs(bash_completion(app).c_str(), stdout); });
 }
 
 }  // namespace gswarm::cli

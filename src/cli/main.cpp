@@ -99,8 +99,9 @@ int main(int argc, char** argv) {
       "Data server: KV storage and the data pool (run the server, write, read, move, "
       "create chunks)");
   data->require_subcommand(1);
-  gswarm::cli::add_start_command(*data);
+  // KV storage first in `gswarm data --help`: the groups show in the order they appear.
   gswarm::cli::add_data_commands(*data);
+  gswarm::cli::add_start_command(*data);
   app.add_subcommand("version", "Print the version")->callback([] { std::puts(kVersion); });
   gswarm::cli::add_completion_command(app);
   if (auto code = check_commands(app, *data, argc, argv)) return *code;
