@@ -303,26 +303,12 @@ def test_ctrl_c_during_move_data_asks_whether_to_cancel(slow, tmp_path):
 
 
 def test_a_large_file_write_draws_progress_on_a_terminal(server, tmp_path):
-    import pty
+    from test_cli import drawn_on_terminal
 
     source = tmp_path / "large.bin"
     source.write_bytes(os.urandom(1 << 20) * 96)
-    controller, terminal = pty.openpty()
-    proc = subprocess.Popen([BINARY, "data", "write", "large:k", "--file", str(source),
-                             "--host", server.address], stdout=subprocess.PIPE, stderr=terminal)
-    os.close(terminal)
-    drawn = b""
-    while True:
-        try:
-            piece = os.read(controller, 4096)
-        except OSError:
-            break
-        if not piece:
-            break
-        drawn += piece
-    out = proc.stdout.read().decode()
-    assert proc.wait(timeout=COMMAND_TIMEOUT) == 0, drawn
-    os.close(controller)
+    drawn, out = drawn_on_terminal("write", "large:k", "--file", str(source),
+                                   "--host", server.address)
     assert re.search(rb"\r\[#* *\] +\d+%  \S+ \S+ / 96\.0 MB.* writing\x1b\[K", drawn), drawn
     assert drawn.endswith(b"\r\x1b[K"), drawn[-40:]  # the line is cleared
     assert "Wrote 'large:k' to dram (96.0 MB" in out, out
