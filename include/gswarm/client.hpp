@@ -358,12 +358,26 @@ class SharedValue {
   std::string format_;
 };
 
-// Opens a read pointer: asks the server's local socket (the read pointer's
-// "socket", e.g. "@gswarm-4242-...") for `key`'s replica in `location` ("dram",
-// "pinned_dram", "disk"; empty: wherever the key is). Works for processes of the
-// server's user on the same machine; a server started with --token also wants
-// `token` (empty: GSWARM_TOKEN).
-[[nodiscard]] Result<SharedValue> open_read_pointer(std::string_view socket, std::string_view key,
+// The process that serves read pointers at a server's local socket, as the
+// server's read pointers describe it ("socket", "pid", "uid").
+struct LocalServer {
+  std::string socket;     // "@gswarm-4242-...": '@' for an abstract name
+  std::int64_t pid = -1;  // the server's process id
+  std::int64_t uid = -1;  // the user it runs as
+};
+
+// Opens a read pointer: asks the server's local socket for `key`'s replica in
+// `location` ("dram", "pinned_dram", "disk"; empty: wherever the key is). Works
+// for processes of the server's user on the same machine; a server started with
+// --token also wants `token` (empty: GSWARM_TOKEN).
+//
+// Before anything is sent, the process at the socket is checked (SO_PEERCRED)
+// to be the one `server` names: an abstract name is free again once its server
+// exits, and another local user could have taken it. kConnection when it is
+// not (ask the server for a new read pointer), kBadRequest when `server` does
+// not name its process.
+[[nodiscard]] Result<SharedValue> open_read_pointer(const LocalServer& server,
+                                                    std::string_view key,
                                                     std::string_view location = "",
                                                     std::string_view token = "");
 

@@ -168,12 +168,13 @@ class MappedValue {
   const std::byte* data_ = nullptr;
 };
 
-std::unique_ptr<MappedValue> open_mapped(const std::string& socket, const std::string& key,
+std::unique_ptr<MappedValue> open_mapped(const std::string& socket, std::int64_t pid,
+                                         std::int64_t uid, const std::string& key,
                                          const std::string& location, const std::string& token) {
   SharedValue shared;
   {
     py::gil_scoped_release unlocked;
-    shared = unwrap(open_read_pointer(socket, key, location, token));
+    shared = unwrap(open_read_pointer(LocalServer{socket, pid, uid}, key, location, token));
   }
   return std::make_unique<MappedValue>(std::move(shared));
 }
@@ -202,8 +203,8 @@ void bind_client(py::module_& m) {
       .def_property_readonly("format", &MappedValue::format)
       .def("__len__", &MappedValue::size)
       .def_buffer([](MappedValue& v) { return byte_buffer(v.data(), v.size(), true); });
-  m.def("open_mapped", &open_mapped, py::arg("socket"), py::arg("key"), py::arg("location") = "",
-        py::arg("token") = "");
+  m.def("open_mapped", &open_mapped, py::arg("socket"), py::arg("pid"), py::arg("uid"),
+        py::arg("key"), py::arg("location") = "", py::arg("token") = "");
 }
 
 }  // namespace gswarm::python

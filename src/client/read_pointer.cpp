@@ -26,6 +26,26 @@ Error socket_error(std::string_view what) {
                            std::strerror(errno))};
 }
 
+// Whether the process at the other end of `fd` is `server`: checked before a
+// byte is sent, so that a stale name taken over by someone else learns nothing.
+Result<void> check_peer(int fd, const LocalServer& server) {
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) {
+    return tl::unexpected(socket_error("identify the process behind"));
+  }
+  if (static_cast<std::int64_t>(peer.pid) != server.pid ||
+      static_cast<std::int64_t>(peer.uid) != server.uid) {
+    return make_error(ErrorCode::kConnection,
+                      fmt::format("read pointer: the local socket {} is held by process {} (user "
+                                  "{}), not by the server (process {}, user {}): the server has "
+                                  "restarted or stopped; nothing was sent. Ask it for a new read "
+                                  "pointer",
+                                  server.socket, peer.pid, peer.uid, server.pid, server.uid));
+  }
+  return {};
+}
+
 }  // namespace
 
 SharedValue::SharedValue(SharedValue&& other) noexcept
@@ -49,11 +69,16 @@ SharedValue::~SharedValue() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Result<SharedValue> open_read_pointer(std::string_view socket_name, std::string_view key,
+Result<SharedValue> open_read_pointer(const LocalServer& server, std::string_view key,
                                       std::string_view location, std::string_view token) {
+  if (server.pid <= 0 || server.uid < 0) {
+    return make_error(ErrorCode::kBadRequest,
+                      "read pointer: it does not say which process serves it (\"pid\" and "
+                      "\"uid\"), so it cannot be checked: is the server older than this client?");
+  }
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::string path(socket_name);
+  std::string path(server.socket);
   if (path.starts_with('@')) path[0] = '\0';  // an abstract name
   if (path.empty() || path.size() >= sizeof addr.sun_path) {
     return make_error(ErrorCode::kBadRequest, "read pointer: the socket name is empty or too long");
@@ -73,6 +98,7 @@ Result<SharedValue> open_read_pointer(std::string_view socket_name, std::string_
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), addr_len) != 0) {
     return tl::unexpected(socket_error("connect to"));
   }
+  if (auto ok = check_peer(fd, server); !ok) return tl::unexpected(ok.error());
   json request = {{"key", std::string(key)}};
   if (!location.empty()) request["location"] = std::string(location);
   const std::string credential = token.empty() ? default_token() : std::string(token);

@@ -1,5 +1,7 @@
 #include "server/kv_handlers.hpp"
 
+#include <unistd.h>
+
 #include <charconv>
 #include <cstring>
 
@@ -47,6 +49,9 @@ json read_pointer_json(const std::optional<ReadPointer>& rp, Location where, con
   // local socket (doc/read-pointers.md).
   if (ctx.state != nullptr && !ctx.state->local_socket.empty()) {
     j["socket"] = ctx.state->local_socket;
+    // Who holds the socket: a client checks this before it sends anything.
+    j["pid"] = ::getpid();
+    j["uid"] = ::geteuid();
     j["location"] = where.name();
   }
   return j;

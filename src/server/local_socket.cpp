@@ -6,11 +6,13 @@
 
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <nlohmann/json.hpp>
+#include <boost/asio/read_until.hpp>
 
 #include "server/access.hpp"
 
@@ -22,6 +24,9 @@ using nlohmann::json;
 namespace {
 
 constexpr int kMaxBusy = 64;
+// Exchanges one user may have in flight: the server's user cannot take root's
+// slots, nor the other way round.
+constexpr int kMaxBusyPerUser = kMaxBusy / 2;
 constexpr std::size_t kMaxRequest = 16 * 1024;
 constexpr int kTimeoutSeconds = 5;
 
@@ -44,9 +49,26 @@ bool limit_to(int fd, std::chrono::steady_clock::time_point end) {
   return true;
 }
 
-// One exchange on a connected, blocking socket, over within kTimeoutSeconds.
-void serve_one(int fd, Store& store, const std::string& token) {
-  const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(kTimeoutSeconds);
+// The user of the process at the other end of `fd`; nullopt when unknown.
+std::optional<uid_t> peer_user(int fd) {
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) return std::nullopt;
+  return peer.uid;
+}
+
+// Tells a process of another user why it is turned away, without waiting for
+// it (nothing of its request is read).
+void refuse_user(int fd) {
+  static const std::string line = error_line(
+      ErrorCode::kForbidden, "read pointers are served only to processes of the server's user");
+  (void)::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+// Answers one request line on a connected, blocking socket, within what is left
+// of the exchange's time.
+void answer(int fd, const std::string& request, std::chrono::steady_clock::time_point end,
+            Store& store, const std::string& token) {
   if (!limit_to(fd, end)) return;
   auto reply = [fd](const std::string& line, int passed_fd = -1) {
     iovec iov{const_cast<char*>(line.data()), line.size()};
@@ -65,26 +87,8 @@ void serve_one(int fd, Store& store, const std::string& token) {
     }
     (void)::sendmsg(fd, &msg, MSG_NOSIGNAL);
   };
-
-  // The request is read before the answer, even a refusal: a client still
-  // sending when the server closes would see a reset instead of the reason.
-  std::string request;
-  char buf[4096];
-  while (request.find('\n') == std::string::npos) {
-    if (!limit_to(fd, end)) return;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return;
-    request.append(buf, static_cast<std::size_t>(n));
-    if (request.size() > kMaxRequest) {
-      return reply(error_line(ErrorCode::kTooLarge, "request line too long"));
-    }
-  }
-  ucred peer{};
-  socklen_t len = sizeof peer;
-  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0 ||
-      (peer.uid != ::geteuid() && peer.uid != 0)) {
-    return reply(error_line(ErrorCode::kForbidden,
-                            "read pointers are served only to processes of the server's user"));
+  if (request.size() > kMaxRequest) {
+    return reply(error_line(ErrorCode::kTooLarge, "request line too long"));
   }
   json j = json::parse(request.substr(0, request.find('\n')), nullptr, false);
   if (!token.empty()) {
@@ -126,13 +130,28 @@ std::string random_name() {
 
 }  // namespace
 
+// One client's exchange: its request line is read on the event loop (a silent
+// client holds a slot, never a thread), then answered on the pool.
+struct LocalSocket::Exchange {
+  Exchange(local::socket s, uid_t u)
+      : socket(std::move(s)),
+        deadline(socket.get_executor()),
+        user(u),
+        end(std::chrono::steady_clock::now() + std::chrono::seconds(kTimeoutSeconds)) {}
+  local::socket socket;
+  asio::steady_timer deadline;
+  std::string request;
+  const uid_t user;
+  const std::chrono::steady_clock::time_point end;
+};
+
 LocalSocket::LocalSocket(asio::io_context& io, Store& store, std::string name, std::string token)
     : store_(store),
       name_(std::move(name)),
       token_(std::move(token)),
       acceptor_(io),
       retry_(io),
-      busy_(std::make_shared<std::atomic<int>>(0)) {}
+      slots_(std::make_shared<Slots>()) {}
 
 Result<std::unique_ptr<LocalSocket>> LocalSocket::open(asio::io_context& io, Store& store,
                                                        std::string token) {
@@ -157,25 +176,29 @@ void LocalSocket::stop() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
   retry_.cancel();
+  for (const auto& exchange : exchanges_) exchange->socket.close(ignored);
+}
+
+bool LocalSocket::take_slot(uid_t user) {
+  std::lock_guard lock(slots_->mutex);
+  if (slots_->total >= kMaxBusy) return false;
+  int& mine = slots_->by_user[user];
+  if (mine >= kMaxBusyPerUser) return false;
+  ++mine;
+  ++slots_->total;
+  return true;
+}
+
+void LocalSocket::Slots::give_back(uid_t user) {
+  std::lock_guard lock(mutex);
+  --by_user[user];
+  --total;
 }
 
 void LocalSocket::accept_next() {
   acceptor_.async_accept([this](boost::system::error_code ec, local::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec) {
-      if (busy_->fetch_add(1) >= kMaxBusy) {
-        busy_->fetch_sub(1);  // closing the socket is the answer
-      } else {
-        boost::system::error_code ignored;
-        socket.native_non_blocking(false, ignored);
-        int fd = socket.release(ignored);
-        pool_.submit([fd, &store = store_, &token = token_, busy = busy_] {
-          serve_one(fd, store, token);
-          ::close(fd);
-          busy->fetch_sub(1);
-        });
-      }
-    } else {
+    if (ec) {
       spdlog::debug("local socket: accept failed: {}", ec.message());
       retry_.expires_after(std::chrono::milliseconds(100));
       retry_.async_wait([this](boost::system::error_code e) {
@@ -183,8 +206,45 @@ void LocalSocket::accept_next() {
       });
       return;
     }
+    // Who connected is known before anything is read: other users are turned
+    // away at once and hold no slot, so they cannot keep the socket busy.
+    const auto user = peer_user(socket.native_handle());
+    if (!user || (*user != ::geteuid() && *user != 0)) {
+      refuse_user(socket.native_handle());
+    } else if (take_slot(*user)) {  // otherwise closing the socket is the answer
+      read_request(std::make_shared<Exchange>(std::move(socket), *user));
+    }
     accept_next();
   });
+}
+
+void LocalSocket::read_request(std::shared_ptr<Exchange> exchange) {
+  exchanges_.insert(exchange);
+  exchange->deadline.expires_at(exchange->end);
+  exchange->deadline.async_wait([exchange](boost::system::error_code ec) {
+    boost::system::error_code ignored;
+    if (!ec) exchange->socket.close(ignored);  // too slow: the read below ends
+  });
+  asio::async_read_until(
+      exchange->socket, asio::dynamic_buffer(exchange->request, kMaxRequest + 1), '\n',
+      [this, exchange](boost::system::error_code ec, std::size_t) {
+        exchange->deadline.cancel();
+        exchanges_.erase(exchange);
+        // A line over the limit is answered (asio stops at the buffer's size).
+        if (ec && !(ec == asio::error::not_found && exchange->request.size() > kMaxRequest)) {
+          slots_->give_back(exchange->user);
+          return;
+        }
+        boost::system::error_code ignored;
+        exchange->socket.native_non_blocking(false, ignored);
+        const int fd = exchange->socket.release(ignored);
+        pool_.submit([fd, request = std::move(exchange->request), end = exchange->end,
+                      user = exchange->user, &store = store_, &token = token_, slots = slots_] {
+          answer(fd, request, end, store, token);
+          ::close(fd);
+          slots->give_back(user);
+        });
+      });
 }
 
 }  // namespace gswarm::server

@@ -117,8 +117,9 @@ TEST_F(TrustTest, ReadPointersNeedTheToken) {
   ASSERT_TRUE(client.write_bytes("shared", std::string(4096, 'v')));
   auto where = client.get_location("shared");
   ASSERT_TRUE(where) << where.error().message;
-  const std::string socket =
-      json::parse(where->replicas.at(0).read_pointer_json).at("socket").get<std::string>();
+  const json rp = json::parse(where->replicas.at(0).read_pointer_json);
+  const LocalServer socket{rp.at("socket").get<std::string>(), rp.at("pid").get<std::int64_t>(),
+                           rp.at("uid").get<std::int64_t>()};
   ::unsetenv("GSWARM_TOKEN");
   auto without = open_read_pointer(socket, "shared");
   ASSERT_FALSE(without);
