@@ -134,7 +134,7 @@ def test_bytes_round_trip_as_bytes(client, value):
         "sparse-tensor"])
 def test_other_objects_are_pickled_by_the_client(client, value):
     client.write("obj:value", value)
-    back = client.read("obj:value")
+    back = client.read("obj:value", allow_pickle=True)
     assert client.get_location("obj:value")["format"] == "pickle"
     if isinstance(value, torch.Tensor):
         assert torch.equal(back.to_dense(), value.to_dense())
@@ -157,7 +157,7 @@ def test_values_of_the_original_client_read_back_and_the_other_way_round(client,
         "key": "orig:json", "location": "dram",
         "serialized_value": {"type": "json", "data": {"a": [1, 2]}}}).raise_for_status()
     requests.post(f"{base}/write", json={"key": "orig:plain", "value": "v"}).raise_for_status()
-    assert client.read("orig:pickle") == obj
+    assert client.read("orig:pickle", allow_pickle=True) == obj
     assert client.read("orig:json") == {"a": [1, 2]}
     assert client.read("orig:plain") == "v"
 

@@ -16,6 +16,7 @@ from gswarm.data.errors import (BadRequestError, BusyError, ConflictError,
                                 UnauthorizedError,
                                 GswarmConnectionError, GswarmError, GswarmTimeoutError,
                                 InvalidLocationError, NotFoundError, OverLimitError, PeerError,
+                                PickleNotAllowedError,
                                 ProtocolError, StorageIOError, WrongFormatError,
                                 WrongLocationError)
 from gswarm.data.server import start_server
@@ -23,7 +24,7 @@ from gswarm.data.server import start_server
 __all__ = [
     "DataServer", "DataStorage", "get_storage", "set_max_memory", "start_server",
     "GswarmError", "BadRequestError", "InvalidLocationError", "DeviceUnavailableError",
-    "NotFoundError", "WrongLocationError", "WrongFormatError", "ConflictError",
+    "NotFoundError", "WrongLocationError", "WrongFormatError", "PickleNotAllowedError", "ConflictError",
     "OverLimitError", "ForbiddenError", "UnauthorizedError", "BusyError", "GswarmTimeoutError", "PeerError",
     "GswarmConnectionError", "ProtocolError", "StorageIOError",
 ]

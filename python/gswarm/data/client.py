@@ -54,10 +54,14 @@ class DataServer:
     GSWARM_TLS_CA environment variable): given, or with an "https://" address,
     the client speaks TLS to a server started with ``--tls-cert`` and checks its
     certificate for the address's host (with no CA, against the system's).
+    ``allow_pickle`` (default False) lets ``read`` unpickle values tagged
+    ``pickle``. Unpickling runs whatever code the value's writer put in it, and
+    anyone who may write to the server can write one: allow it only when you
+    trust every writer (or per read, ``read(key, allow_pickle=True)``).
     """
 
     def __init__(self, address=DEFAULT_ADDRESS, use_extended_api=True, *, timeout=60.0,
-                 move_timeout=600.0, token=None, tls_ca=None):
+                 move_timeout=600.0, token=None, tls_ca=None, allow_pickle=False):
         self.address = _strip_scheme(address)
         self._token = token if token is not None else os.environ.get("GSWARM_TOKEN", "")
         self._tls_ca = os.fspath(tls_ca) if tls_ca is not None else os.environ.get(
@@ -67,8 +71,11 @@ class DataServer:
         self.use_extended_api = use_extended_api
         self.timeout = timeout
         self.move_timeout = move_timeout
+        self.allow_pickle = allow_pickle
         self._local = threading.local()
-        self._read_socket = None  # the server's local socket, once a read pointer named it
+        # (socket, pid, uid) of the server's local socket, once a read pointer
+        # named it; forgotten whenever using it fails.
+        self._read_server = None
         from gswarm.data import server
 
         server.wait_until_listening(self.address)
@@ -110,7 +117,7 @@ class DataServer:
             client.write_parts(key, encoded, location, format)
         return True
 
-    def read(self, key, zero_copy=False):
+    def read(self, key, zero_copy=False, allow_pickle=None):
         """The value of ``key``, or None when there is no such key.
 
         Only DRAM values can be read (WrongLocationError otherwise: move the key
@@ -118,10 +125,15 @@ class DataServer:
         the value's memory itself: arrays and bytes come back as read-only views
         of it (a numpy array, or a memoryview), valid for as long as you hold
         them, even after the key changes. Without it, the bytes travel over HTTP.
+
+        A value tagged ``pickle`` is unpickled only when ``allow_pickle`` (default:
+        the client's ``allow_pickle``) is true; otherwise PickleNotAllowedError,
+        and the value stays stored.
         """
+        allow = self.allow_pickle if allow_pickle is None else allow_pickle
         try:
             if zero_copy:
-                return self._read_mapped(key)
+                return self._read_mapped(key, allow)
             data, format = self._client().read(key)
         except NotFoundError:
             return None
@@ -129,17 +141,20 @@ class DataServer:
             if zero_copy:
                 raise  # its message already names the Python call
             raise _with_python_hint(error, key) from None
-        return values.decode(data, format)
+        return values.decode(data, format, allow_pickle=allow, key=key)
 
-    def _read_mapped(self, key):
+    def _read_mapped(self, key, allow_pickle):
         mapped = None
-        if self._read_socket is not None:
+        cached = self._read_server
+        if cached is not None:
             try:
-                mapped = _gswarm.open_mapped(self._read_socket, key, "dram", self._token)
-            except NotFoundError:
-                raise
-            except GswarmError:
-                mapped = None  # not in dram, or the server restarted: ask the server
+                mapped = _gswarm.open_mapped(*cached, key, "dram", self._token)
+            except GswarmError as error:
+                # The server restarted, stopped or lost the key: whatever it was,
+                # the socket is asked for again, from the server itself.
+                self._read_server = None
+                if isinstance(error, NotFoundError):
+                    raise
         if mapped is None:
             where = json.loads(self._client().location(key))
             if where["location"] != "dram":
@@ -152,16 +167,17 @@ class DataServer:
                 raise WrongLocationError(
                     f"the server at {self.address} lends no read pointers (is it on another "
                     "machine?); read without zero_copy")
+            server = (pointer["socket"], pointer.get("pid", -1), pointer.get("uid", -1))
             try:
-                mapped = _gswarm.open_mapped(pointer["socket"], key, "dram", self._token)
+                mapped = _gswarm.open_mapped(*server, key, "dram", self._token)
             except GswarmConnectionError as error:
                 raise GswarmConnectionError(
                     f"zero_copy reads need the server on this machine: {self.address} lends its "
                     f"memory to local processes only ({error}); read without zero_copy") from None
-            self._read_socket = pointer["socket"]
+            self._read_server = server
         if mapped.format == values.BYTES:
             return memoryview(mapped)
-        return values.decode(mapped, mapped.format)
+        return values.decode(mapped, mapped.format, allow_pickle=allow_pickle, key=key)
 
     def release(self, key):
         """Removes ``key`` from every location. Returns True; NotFoundError when

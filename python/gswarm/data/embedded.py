@@ -50,7 +50,9 @@ class DataStorage:
             return None
         if zero_copy and format == values.BYTES:
             return memoryview(data)
-        return values.decode(data, format, copy=not zero_copy)
+        # Only this process (and earlier ones of this user, through its own
+        # disk_path) wrote what this engine holds: its pickles are its own.
+        return values.decode(data, format, copy=not zero_copy, allow_pickle=True)
 
     def release(self, key):
         """Removes ``key`` from every location. Returns True."""

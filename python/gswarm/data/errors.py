@@ -57,6 +57,13 @@ class WrongFormatError(GswarmError):
     code = "wrong_format"
 
 
+class PickleNotAllowedError(WrongFormatError):
+    """The value is pickled, and unpickling runs whatever code its writer put in
+    it: read it with ``allow_pickle=True`` only if you trust whoever wrote it."""
+
+    code = "pickle_not_allowed"
+
+
 class ConflictError(GswarmError):
     """The key changed or was moving while the operation ran."""
 
@@ -133,6 +140,7 @@ _CLASSES = {
     "not_found": NotFoundError,
     "wrong_location": WrongLocationError,
     "wrong_format": WrongFormatError,
+    "pickle_not_allowed": PickleNotAllowedError,
     "conflict": ConflictError,
     "over_limit": OverLimitError,
     "too_large": OverLimitError,

@@ -17,7 +17,10 @@ Arrays travel as their own memory: no pickle, no copy before the socket
 ``gswarm data read KEY --output a.npy`` loads with ``numpy.load``.
 
 Pickle runs only here, in the client: the server stores the bytes and never
-unpickles them. Unpickle only values that your own programs wrote.
+unpickles them. Unpickling runs whatever code the value's writer put in it, and
+anyone who may write to the server can write a value: ``DataServer.read``
+unpickles only when asked (``allow_pickle=True``), so that a value another user
+wrote cannot run code in your process.
 Values that the original gswarm client stored (``serialized_value`` of type
 ``json`` or ``pickle``) read back with the same tags, and the other way round.
 """
@@ -159,10 +162,12 @@ def decode_array(buffer, copy):
     return array, fields
 
 
-def decode(data, format, copy=False):
+def decode(data, format, copy=False, allow_pickle=False, key=None):
     """The Python value of stored bytes ``data`` tagged ``format``.
 
     Arrays are views of ``data`` unless ``copy``; unknown tags give bytes.
+    ``pickle`` values are unpickled only with ``allow_pickle`` (else
+    PickleNotAllowedError, naming ``key``).
     """
     if format == JSON:
         return json.loads(bytes(data) if not isinstance(data, bytes) else data)
@@ -180,5 +185,14 @@ def decode(data, format, copy=False):
             tensor = tensor.view(getattr(torch, name))
         return tensor
     if format == PICKLE:
+        if not allow_pickle:
+            from gswarm.data.errors import PickleNotAllowedError
+
+            what = f"key {key!r} holds" if key is not None else "this is"
+            raise PickleNotAllowedError(
+                f"{what} a pickled value, and unpickling runs whatever code its writer put in "
+                "it; it stays stored. Read it with read(key, allow_pickle=True), or make the "
+                "client with DataServer(..., allow_pickle=True), only if you trust every "
+                "writer of this server")
         return pickle.loads(data)
     return bytes(data) if not isinstance(data, bytes) else data
