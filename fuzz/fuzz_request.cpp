@@ -32,9 +32,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto qpos = target.find('?');
   const std::string_view path = target.substr(0, qpos);
   (void)parser.content_length();
-  static const AccessPolicy policy{.token = "fuzz-token", .loopback_only = true, .bound_to = "0.0.0.0"};
-  (void)check_access(policy, (size & 1) != 0, head.method_string(), path,
-                     head[http::field::authorization]);
+  static const AccessPolicy with_token{.token = "fuzz-token",
+                                       .loopback_only = true,
+                                       .bound_to = "0.0.0.0",
+                                       .allowed_origins = {"http://localhost:3000"}};
+  static const AccessPolicy without_token{.token = "",
+                                          .loopback_only = false,
+                                          .bound_to = "0.0.0.0",
+                                          .allowed_hosts = {"gswarm.internal"},
+                                          .own_names = {"node1"}};
+  const AccessPolicy& policy = (size & 2) != 0 ? with_token : without_token;
+  const auto origin = head.find(http::field::origin);
+  (void)check_access(policy, AccessRequest{.from_loopback = (size & 1) != 0,
+                                           .method = head.method_string(),
+                                           .path = path,
+                                           .authorization = head[http::field::authorization],
+                                           .host = head[http::field::host],
+                                           .origin = origin == head.end()
+                                                         ? std::string_view()
+                                                         : std::string_view(origin->value()),
+                                           .has_origin = origin != head.end()});
   RouteMatch match = match_route(head.method_string(), path);
   if (match.route == nullptr && match.error.status < 400) __builtin_trap();
   if (qpos != std::string_view::npos) (void)parse_query(target.substr(qpos + 1));

@@ -232,7 +232,9 @@ void bind_engine(py::module_& m) {
                        std::vector<std::string> peers, const std::string& node_name,
                        const std::string& log_level, const std::string& token,
                        bool protected_mode, const std::string& tls_cert,
-                       const std::string& tls_key, const std::string& tls_ca) {
+                       const std::string& tls_key, const std::string& tls_ca,
+                       std::vector<std::string> allow_origins,
+                       std::vector<std::string> allow_hosts) {
              if (port < 0 || port > 65535) {
                raise(Error{ErrorCode::kBadRequest, "port must be from 0 to 65535"});
              }
@@ -248,6 +250,8 @@ void bind_engine(py::module_& m) {
              options.tls_cert = tls_cert;
              options.tls_key = tls_key;
              options.tls_ca = tls_ca;
+             options.allowed_origins = std::move(allow_origins);
+             options.allowed_hosts = std::move(allow_hosts);
              return std::make_unique<PyServer>(
                  store_options(max_memory, disk_path, max_pinned, move_threads, io_threads),
                  std::move(options), log_level);
@@ -256,7 +260,9 @@ void bind_engine(py::module_& m) {
            py::arg("max_pinned"), py::arg("move_threads"), py::arg("io_threads"),
            py::arg("threads"), py::arg("source_roots"), py::arg("peers"), py::arg("node_name"),
            py::arg("log_level"), py::arg("token") = "", py::arg("protected_mode") = true,
-           py::arg("tls_cert") = "", py::arg("tls_key") = "", py::arg("tls_ca") = "")
+           py::arg("tls_cert") = "", py::arg("tls_key") = "", py::arg("tls_ca") = "",
+           py::arg("allow_origins") = std::vector<std::string>{},
+           py::arg("allow_hosts") = std::vector<std::string>{})
       .def("listen", &PyServer::listen)
       .def("run", &PyServer::run)
       .def("stop", &PyServer::stop)

@@ -52,7 +52,11 @@ struct StartArgs {
   int peer_timeout = 30;
   int transfer_timeout = 60;
   int idle_timeout = 60;
+  int header_timeout = 10;
   int request_timeout = 30;
+  std::uint64_t max_pending_per_address = 64;
+  std::vector<std::string> allow_origins;
+  std::vector<std::string> allow_hosts;
   TokenArgs token;
   std::string protected_mode = "yes";
   std::string tls_cert;
@@ -119,6 +123,10 @@ int run_start(const StartArgs& args) {
   options.limits.max_request_size = size_option("--max-request-size", args.max_request_size);
   options.limits.max_value_size = size_option("--max-value-size", args.max_value_size);
   options.idle_timeout = std::chrono::seconds(args.idle_timeout);
+  options.header_timeout = std::chrono::seconds(args.header_timeout);
+  options.max_pending_per_address = args.max_pending_per_address;
+  options.allowed_origins = args.allow_origins;
+  options.allowed_hosts = args.allow_hosts;
   options.request_timeout = std::chrono::seconds(args.request_timeout);
   options.drain_timeout = std::chrono::seconds(args.drain_timeout);
   options.max_connections = args.max_connections;
@@ -281,6 +289,24 @@ void add_start_command(CLI::App& data) {
       ->capture_default_str();
   cmd->add_option("--idle-timeout", args->idle_timeout, "Seconds a keep-alive connection may idle")
       ->capture_default_str();
+  cmd->add_option("--header-timeout", args->header_timeout,
+                  "Seconds a request's head may take to arrive, from its first byte (a new "
+                  "connection's first request: from connecting); then 408 and the connection closes")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--max-pending-per-address", args->max_pending_per_address,
+                  "Connections one address may hold before any of its requests was let in; a "
+                  "new one beyond that closes its oldest (0: no limit)")
+      ->capture_default_str();
+  cmd->add_option("--allow-origin", args->allow_origins,
+                  "Web page origin (e.g. http://localhost:3000, or *) whose requests are served; "
+                  "requests from other pages (their Origin header) get 403. Repeatable")
+      ->type_name("ORIGIN");
+  cmd->add_option("--allow-host", args->allow_hosts,
+                  "Host name this server answers to without a token, besides IP addresses, "
+                  "localhost and its own names (a request naming another Host gets 403: DNS "
+                  "rebinding). Repeatable")
+      ->type_name("NAME");
   cmd->add_option("--request-timeout", args->request_timeout,
                   "Seconds a request or response may go without progress (408)")
       ->capture_default_str();

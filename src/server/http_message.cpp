@@ -1,5 +1,7 @@
 #include "server/http_message.hpp"
 
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 namespace gswarm::server {
@@ -21,6 +23,15 @@ Response error_response(const Error& error) {
 
 Response error_response(ErrorCode code, std::string message) {
   return error_response(Error{code, std::move(message)});
+}
+
+bool is_json_media(std::string_view content_type) {
+  constexpr std::string_view kJson = "application/json";
+  std::string_view type = content_type.substr(0, content_type.find(';'));
+  while (type.ends_with(' ') || type.ends_with('\t')) type.remove_suffix(1);
+  return type.size() == kJson.size() &&
+         std::equal(type.begin(), type.end(), kJson.begin(),
+                    [](char a, char b) { return (a | 0x20) == b; });
 }
 
 void append_json_string(std::string& out, std::string_view text) {

@@ -93,6 +93,10 @@ Response json_response(std::string body, int status = 200);
 inline bool is_octet_stream(std::string_view content_type) {
   return content_type.starts_with("application/octet-stream");
 }
+// application/json, with or without parameters ("; charset=utf-8"), in any case.
+// A web page cannot send that to another site without the browser asking the
+// site first, which this server never allows: so JSON bodies must say it.
+bool is_json_media(std::string_view content_type);
 Response error_response(const Error& error);
 Response error_response(ErrorCode code, std::string message);
 

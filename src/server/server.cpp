@@ -154,6 +154,7 @@ Result<void> load_tls(asio::ssl::context& tls, const ServerOptions& options) {
 struct Server::Impl {
   Impl(Store& store, ServerOptions opts)
       : options(for_peers(std::move(opts), setup_error)),
+        pending(options.max_pending_per_address),
         ctx{store, options.limits, node_name(options.node_name), &state},
         membership(ctx.node_name, cluster::Address{options.host, options.port}),
         sender(store, membership, options.cluster.sender),
@@ -258,7 +259,8 @@ struct Server::Impl {
       accept_backoff = std::chrono::milliseconds(0);
       beast::error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
-      if (state.connections.load(std::memory_order_relaxed) >= state.max_connections) {
+      if (state.connections.load(std::memory_order_relaxed) >= state.max_connections &&
+          !pending.evict_oldest()) {
         refuse(target, std::move(socket),
                fmt::format("too many connections: this server serves at most {} at once "
                            "(--max-connections); retry shortly",
@@ -271,16 +273,20 @@ struct Server::Impl {
             return;
           }
           auto conn = std::make_shared<Connection>(std::move(s), tls ? &*tls : nullptr);
-          if (access.loopback_only) {
-            beast::error_code ec;
-            auto peer = conn->stream.socket().remote_endpoint(ec);
-            conn->from_loopback = !ec && is_loopback(peer.address());
+          beast::error_code ec;
+          auto peer = conn->stream.socket().remote_endpoint(ec);
+          if (ec) {  // gone already
+            state.connections.fetch_sub(1, std::memory_order_relaxed);
+            return;
           }
+          conn->from_loopback = is_loopback(peer.address());
+          conn->pending_ticket = pending.add(conn, peer.address(), target.io.get_executor());
           target.connections.insert(conn);
-          asio::co_spawn(target.io,
-                         serve(conn, SessionEnv{ctx, options, access, target.metrics, stopping},
-                               target.connections),
-                         asio::detached);
+          asio::co_spawn(
+              target.io,
+              serve(conn, SessionEnv{ctx, options, access, pending, target.metrics, stopping},
+                    target.connections),
+              asio::detached);
         });
       }
       accept_next();
@@ -413,6 +419,7 @@ struct Server::Impl {
   std::optional<Error> setup_error;  // reported by listen(); declared before what it sets up
   ServerOptions options;
   AccessPolicy access;                    // set by listen()
+  PendingConnections pending;
   std::optional<asio::ssl::context> tls;  // set by listen() with --tls-cert
   std::unique_ptr<Metrics> metrics;
   ServerState state;
@@ -489,6 +496,13 @@ Result<void> Server::listen() {
   }
   impl.access.token = impl.options.token;
   impl.access.bound_to = impl.options.host;
+  impl.access.allowed_origins = impl.options.allowed_origins;
+  impl.access.allowed_hosts = impl.options.allowed_hosts;
+  // The names a client on this machine or in this cluster reaches it by.
+  impl.access.own_names = {node_name(""), impl.ctx.node_name};
+  if (auto advertised = cluster::parse_address(impl.options.cluster.advertise)) {
+    impl.access.own_names.push_back(advertised->host);
+  }
   const bool open_beyond_loopback = !is_loopback(address);
   impl.access.loopback_only =
       impl.options.token.empty() && impl.options.protected_mode && open_beyond_loopback;

@@ -10,8 +10,10 @@
 // second signal ends the process at once.
 //
 // Limits: at most max_connections connections are served (more are answered 503
-// and closed); when the process runs out of descriptors, accepting backs off and
-// says so in the log at most every few seconds.
+// and closed, unless a connection that never sent a request that was let in can
+// be closed to make room: PendingConnections); when the process runs out of
+// descriptors, accepting backs off and says so in the log at most every few
+// seconds.
 #pragma once
 
 #include <chrono>
@@ -45,6 +47,12 @@ struct ServerOptions {
   Limits limits;
   std::string node_name;  // empty: the host name
   std::chrono::seconds idle_timeout{60};     // keep-alive connection with no request
+  // A request's head, from its first byte (a new connection's first request:
+  // from connecting).
+  std::chrono::seconds header_timeout{10};
+  // Connections from one address that have not yet sent a request that passed
+  // the access check (PendingConnections); 0: no limit.
+  std::uint64_t max_pending_per_address = 64;
   std::chrono::seconds request_timeout{30};  // no progress while receiving or sending
   std::chrono::seconds drain_timeout{10};    // how long stopping waits for requests in flight
   std::uint64_t max_connections = 0;         // 0: from the descriptor limit, at most 4096
@@ -56,6 +64,8 @@ struct ServerOptions {
   // Trust (doc/security.md).
   std::string token;           // not empty: every request but GET /health must carry it
   bool protected_mode = true;  // no token and bound beyond loopback: serve this machine only
+  std::vector<std::string> allowed_origins;  // web pages that may use the server (--allow-origin)
+  std::vector<std::string> allowed_hosts;    // names it answers to without a token (--allow-host)
   // TLS: both files given, every connection (and every request to other
   // servers) speaks TLS; tls_ca is what peers' certificates are checked
   // against (empty: the system's certificates).

@@ -23,6 +23,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http.hpp>
 
 #include "cluster/incoming.hpp"
@@ -436,8 +437,15 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   req.accept = std::string(head[http::field::accept]);
   const std::uint64_t length = parser.content_length().value_or(0);
 
-  if (auto refused = check_access(env.access, conn.from_loopback, req.method, req.path,
-                                  head[http::field::authorization])) {
+  const auto origin = head.find(http::field::origin);
+  const AccessRequest asked{.from_loopback = conn.from_loopback,
+                            .method = req.method,
+                            .path = req.path,
+                            .authorization = head[http::field::authorization],
+                            .host = head[http::field::host],
+                            .origin = origin == head.end() ? std::string_view() : std::string_view(origin->value()),
+                            .has_origin = origin != head.end()};
+  if (auto refused = check_access(env.access, asked)) {
     // The connection closes after the answer: nothing more is read from a
     // client that is not let in, not even its body.
     Outcome denied = failed(std::move(*refused));
@@ -445,6 +453,9 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
       denied.response.headers.emplace_back("WWW-Authenticate", R"(Bearer realm="gswarm")");
     }
     co_return denied;
+  }
+  if (conn.pending_ticket != 0) {  // a client let in: never closed to make room
+    env.pending.remove(std::exchange(conn.pending_ticket, 0));
   }
   if (auto bad = check_transfer_encoding(parser)) co_return failed(*bad);
   const bool has_body = length > 0;
@@ -470,6 +481,15 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   const bool upload = route.body == BodyKind::kJsonOrUpload && is_octet_stream(req.content_type);
   const bool raw =
       upload || (route.body == BodyKind::kJsonOrValue && is_octet_stream(req.content_type));
+  if (has_body && !raw && route.body != BodyKind::kNone && route.body != BodyKind::kRange &&
+      !is_json_media(req.content_type)) {
+    co_return failed(
+        Error{ErrorCode::kUnsupportedMedia,
+              fmt::format("{} {} takes a JSON body: send it with Content-Type: application/json "
+                          "(this one says '{}')",
+                          req.method, req.path, req.content_type)},
+        out.body_consumed);
+  }
   BufferCharge body_charge;
   if (route.body == BodyKind::kRange) {
     if (auto problem = co_await receive_range(conn, buffer, parser, req, length, env)) {
@@ -666,6 +686,58 @@ asio::awaitable<bool> start_tls(Connection& conn, SessionEnv env) {
   co_return true;
 }
 
+// Reads the next request's head into `parser`. Between requests a kept-alive
+// connection may wait --idle-timeout for the first byte of the next one; from
+// that byte on (on a new connection: from connecting, as it was opened to send a
+// request) the whole head must arrive within --header-timeout, however slowly
+// it trickles in. So a client that opens connections and sends half a request
+// holds each for that long at most. The head is parsed as bytes arrive, with
+// one read per request in the usual case, as Beast's async_read_header does.
+asio::awaitable<beast::error_code> read_head(Connection& conn, beast::flat_buffer& buffer,
+                                             http::request_parser<http::empty_body>& parser,
+                                             SessionEnv env, bool fresh) {
+  constexpr std::size_t kReadSize = 64 << 10;
+  bool begun = fresh || buffer.size() > 0;
+  auto head_deadline = Connection::Clock::now() + env.options.header_timeout;
+  for (;;) {
+    if (buffer.size() > 0) {
+      beast::error_code ec;
+      const std::size_t used = parser.put(buffer.data(), ec);
+      buffer.consume(used);
+      if (ec == http::error::need_more) {
+        ec = {};
+      } else if (ec || parser.is_header_done()) {
+        co_return ec;
+      } else if (used > 0) {
+        continue;  // it took a part, and more is buffered
+      }
+    }
+    const std::size_t room = beast::read_size(buffer, kReadSize);
+    if (room == 0) co_return http::error::buffer_overflow;
+    // Waiting for a request's first byte is being idle: stopping closes such a
+    // connection at once.
+    conn.idle = buffer.size() == 0 && !parser.got_some();
+    if (begun) {
+      conn.arm_until(head_deadline);
+    } else {
+      conn.arm(env.options.idle_timeout);
+    }
+    auto [ec, n] = co_await conn.stream.async_read_some(buffer.prepare(room), kAwait);
+    conn.disarm();
+    conn.idle = false;
+    if (ec == asio::error::eof) {
+      co_return buffer.size() > 0 || parser.got_some() ? http::error::partial_message
+                                                       : http::error::end_of_stream;
+    }
+    if (ec) co_return ec;
+    buffer.commit(n);
+    if (!begun) {
+      begun = true;
+      head_deadline = Connection::Clock::now() + env.options.header_timeout;
+    }
+  }
+}
+
 int send_queue_of(asio::ip::tcp::socket& socket) {
   int queued = 0;
   if (::ioctl(socket.native_handle(), SIOCOUTQ, &queued) != 0) return -1;
@@ -696,23 +768,21 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
   beast::flat_buffer buffer(kReadBuffer);
   bool linger = false;  // answered before the request's body was read
   bool ready = true;
+  bool fresh = true;  // no request yet on this connection
   if (conn->stream.tls()) ready = co_await start_tls(*conn, env);
   while (ready && !env.stopping.load(std::memory_order_relaxed)) {
     http::request_parser<http::empty_body> parser;
     parser.header_limit(kHeaderLimit);
     parser.body_limit(boost::none);  // bodies are checked against our own limits in handle()
-    conn->idle = buffer.size() == 0;
-    conn->arm(env.options.idle_timeout);
-    auto [ec, n] = co_await http::async_read_header(conn->stream, buffer, parser, kAwait);
-    conn->disarm();
-    conn->idle = false;
+    auto ec = co_await read_head(*conn, buffer, parser, env, fresh);
+    fresh = false;
     if (ec) {
       // Malformed, oversized or half-sent headers get an answer; a peer that
       // closes, or a keep-alive connection that stays silent, does not.
       const bool malformed =
           ec.category() == http::make_error_code(http::error::bad_target).category() &&
           ec != http::error::end_of_stream && ec != http::error::partial_message;
-      const bool stalled = conn->timed_out && buffer.size() > 0;
+      const bool stalled = conn->timed_out && (buffer.size() > 0 || parser.got_some());
       const bool too_long = ec == http::error::header_limit || ec == http::error::buffer_overflow;
       if (malformed || stalled || too_long) {
         Response res =
@@ -751,6 +821,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
       break;
     }
   }
+  if (conn->pending_ticket != 0) env.pending.remove(std::exchange(conn->pending_ticket, 0));
   if (linger) co_await drain_unread_body(*conn);
   beast::error_code ignored;
   conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

@@ -18,6 +18,7 @@
 
 #include "server/access.hpp"
 #include "server/metrics.hpp"
+#include "server/pending_connections.hpp"
 #include "server/server.hpp"
 
 namespace gswarm::server {
@@ -97,6 +98,12 @@ struct Connection {
     deadline = std::min(Clock::now() + timeout, drain_deadline);
     timed_out = false;
   }
+  // Arms for a deadline that does not move with progress (a request's head).
+  void arm_until(Clock::time_point when) {
+    armed_for = std::chrono::duration_cast<std::chrono::seconds>(when - Clock::now());
+    deadline = std::min(when, drain_deadline);
+    timed_out = false;
+  }
   void disarm() {
     deadline = drain_deadline;
     writing = false;
@@ -120,6 +127,8 @@ struct Connection {
   bool writing = false;       // waiting for a write; send_queue is meaningful
   bool from_loopback = true;  // the client is on this machine (protected mode)
   int send_queue = -1;        // bytes the kernel held when last looked at; -1: not looked at
+  // Its ticket in PendingConnections until a request passed the access check; 0 after.
+  std::uint64_t pending_ticket = 0;
 };
 
 // Connections of one event loop; only touched on that loop's thread.
@@ -129,6 +138,7 @@ struct SessionEnv {
   Context& ctx;
   const ServerOptions& options;
   const AccessPolicy& access;
+  PendingConnections& pending;
   Metrics::Shard& metrics;  // this event loop's
   const std::atomic<bool>& stopping;
 };

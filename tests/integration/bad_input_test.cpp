@@ -190,16 +190,16 @@ std::vector<Case> make_cases() {
   // --- raw requests ------------------------------------------------------------------
   cases.push_back(raw("garbage_request_line", "HELLO\r\n\r\n", 400, "bad_request"));
   cases.push_back(raw("bad_content_length",
-                      "POST /write HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "POST /write HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       "Content-Length: abc\r\n\r\n{}",
                       400, "bad_request"));
   cases.push_back(raw("chunked_body",
-                      "POST /write HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "POST /write HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                       "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
                       "14\r\n{\"key\":\"c\",\"value\":1\r\n1\r\n}\r\n0\r\n\r\n",
                       411, "length_required"));
   cases.push_back(raw("chunked_raw_value",
-                      "POST /write_extended?key=c HTTP/1.1\r\nHost: x\r\n"
+                      "POST /write_extended?key=c HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       "Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n"
                       "Connection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
                       411, "length_required"));
@@ -242,11 +242,11 @@ std::vector<Case> make_cases() {
                  "timeout");
     cases.push_back(c);
   }
-  // Headers that stop half-way: 408 once --idle-timeout (1 s here) has passed.
-  cases.push_back(raw("partial_headers_stalled", "GET /health HTTP/1.1\r\nHost: x\r\n", 408, "timeout"));
+  // Headers that stop half-way: 408 once --header-timeout (1 s here) has passed.
+  cases.push_back(raw("partial_headers_stalled", "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n", 408, "timeout"));
   {
     Case c = raw("truncated_json_body_then_half_close",
-                 "POST /write HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                 "POST /write HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
                  "{\"key\": \"t\",",
                  408, "timeout");
     c.half_close = true;
@@ -261,7 +261,7 @@ class BadInputTest : public ::testing::Test {
   TempDir dir_;
   TestServer server_{dir_.path() / "disk",
                      {"--max-request-size", "8KB", "--max-value-size", "4MB", "--max-memory", "1MB",
-                      "--request-timeout", "1", "--idle-timeout", "1", "--log-level", "warn"}};
+                      "--request-timeout", "1", "--idle-timeout", "1", "--header-timeout", "1", "--log-level", "warn"}};
 };
 
 TEST_F(BadInputTest, EveryMalformedRequestGetsItsDocumentedError) {
@@ -362,14 +362,14 @@ TEST_F(BadInputTest, ErrorsKeepTheConnectionInSync) {
   ASSERT_TRUE(IsOk(write_json(port, "sync", 7)));
   std::string pipeline;
   auto get = [](const std::string& target) {
-    return "GET " + target + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    return "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   };
   pipeline += get("/read/sync");
-  pipeline += "POST /write HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n"
+  pipeline += "POST /write HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n"
               "[1,2,3,4]";
   pipeline += get("/read/%zz");
   pipeline += get("/nowhere");
-  pipeline += "GET /read/sync HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  pipeline += "GET /read/sync HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   RawOutcome out = raw_exchange(port, pipeline, false, 15, /*read_to_eof=*/true);
   ASSERT_FALSE(out.timed_out);
   // Five responses in order: 200, 400, 400, 404, 200.

@@ -4,6 +4,7 @@
 // a small base64 codec independent of the server's.
 #pragma once
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -537,9 +538,16 @@ bool wait_until(F condition, double seconds = 10) {
 // slow senders and readers, idle connections.
 class RawConnection {
  public:
-  explicit RawConnection(int port, int receive_buffer = 0) {
+  // `from`: the loopback address to connect from (e.g. "127.0.0.2"); null: the usual.
+  explicit RawConnection(int port, int receive_buffer = 0, const char* from = nullptr) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (receive_buffer > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+    if (from != nullptr) {
+      sockaddr_in local{};
+      local.sin_family = AF_INET;
+      ::inet_pton(AF_INET, from, &local.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return;
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));

@@ -28,7 +28,7 @@ constexpr std::uint64_t MiB = 1 << 20;
 
 std::string raw_headers(const std::string& target, std::uint64_t length,
                         const std::string& type = kOctet) {
-  return "POST " + target + " HTTP/1.1\r\nHost: x\r\nContent-Type: " + type +
+  return "POST " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + type +
          "\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
 }
 
@@ -121,7 +121,8 @@ TEST(LimitsTest, JsonBodiesAreCountedAndCapped) {
 }
 
 // Beyond --max-connections a client is answered 503 and closed; once others
-// leave, new ones are served again.
+// leave, new ones are served again. (The connections that fill the server have
+// each sent a request: those that never did make room instead, see below.)
 TEST(LimitsTest, ConnectionsBeyondTheCapAreAnswered503) {
   TempDir dir;
   TestServer server(dir.path() / "disk", {"--max-connections", "20", "--log-level", "error"});
@@ -130,14 +131,14 @@ TEST(LimitsTest, ConnectionsBeyondTheCapAreAnswered503) {
   for (int i = 0; i < 20; ++i) {
     idle.push_back(std::make_unique<RawConnection>(port));
     ASSERT_TRUE(idle.back()->connected());
+    ASSERT_TRUE(idle.back()->send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    ASSERT_EQ(idle.back()->receive().rfind("HTTP/1.1 200", 0), 0u);  // kept alive
   }
-  ASSERT_TRUE(wait_until([&] { return open_descriptors(server.pid()) > 20; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
   int refused = 0;
   for (int i = 0; i < 100; ++i) {
     RawConnection extra(port);
     ASSERT_TRUE(extra.connected());
-    extra.send("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    extra.send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     std::string answer = extra.receive_all(5);
     if (answer.find("HTTP/1.1 503") == 0) {
       ++refused;
@@ -151,6 +152,59 @@ TEST(LimitsTest, ConnectionsBeyondTheCapAreAnswered503) {
   EXPECT_EQ(stat_of(port, "max_connections"), 20u);
 }
 
+// A flood of connections that send half a request and stop: each is closed
+// --header-timeout after it connected, one address holds at most
+// --max-pending-per-address of them (its newest push out its oldest), and when
+// the server is full a new connection pushes out the oldest of them wherever it
+// is from. So a client with the token still gets in while the flood goes on.
+TEST(LimitsTest, AHalfRequestFloodDoesNotLockOutATokenHolder) {
+  TempDir dir;
+  TestServer server(dir.path() / "disk",
+                    {"--token", "fl00d-t0ken", "--max-connections", "40", "--header-timeout", "3",
+                     "--max-pending-per-address", "8", "--log-level", "error"});
+  const int port = server.port();
+  const std::map<std::string, std::string> auth = {{"Authorization", "Bearer fl00d-t0ken"}};
+  // From one address: only its 8 newest stay.
+  std::vector<std::unique_ptr<RawConnection>> flood;
+  for (int i = 0; i < 100; ++i) {
+    flood.push_back(std::make_unique<RawConnection>(port));
+    ASSERT_TRUE(flood.back()->connected());
+    ASSERT_TRUE(flood.back()->send("GET /stats HTTP/1.1\r\nHost: 127.0."));
+  }
+  int connections = -1;
+  EXPECT_TRUE(wait_until([&] {
+    auto stats = http_request(port, "GET", "/stats", "", "application/json", auth);
+    connections = body_json(stats).value("connections", -1);
+    return stats.status == 200 && connections <= 9;
+  })) << connections << " connections: the flood's stayed";
+  // From many addresses, more than the server serves at once: the token holder
+  // pushes out the oldest of them.
+  std::vector<std::unique_ptr<RawConnection>> wide;
+  for (int i = 0; i < 60; ++i) {
+    const std::string from = "127.0.1." + std::to_string(1 + i % 30);
+    wide.push_back(std::make_unique<RawConnection>(port, 0, from.c_str()));
+    ASSERT_TRUE(wide.back()->connected()) << from;
+    wide.back()->send("GET /stats HTTP/1.1\r\n");
+  }
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_TRUE(IsOk(http_request(port, "GET", "/stats", "", "application/json", auth)))
+        << "a token holder was locked out by half-sent requests";
+  }
+  // A head that trickles in forever is cut off at --header-timeout, with a 408.
+  RawConnection trickle(port);
+  const auto start = std::chrono::steady_clock::now();
+  std::string answer;
+  for (int i = 0; i < 50 && answer.empty(); ++i) {
+    if (!trickle.send("X")) break;
+    answer = trickle.receive(4096, 0.2);
+  }
+  if (answer.empty()) answer = trickle.receive(4096, 5);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(answer.rfind("HTTP/1.1 408", 0), 0u) << answer;
+  EXPECT_LT(took, 5.0) << "a trickled head held its connection " << took << " s";
+  EXPECT_TRUE(healthy(port));
+}
+
 // Out of file descriptors (more clients than the process may open), accepting
 // backs off instead of spinning: little CPU, a log line every few seconds at
 // most, a 503 for a waiting client, and service again once clients leave.
@@ -159,7 +213,10 @@ TEST(LimitsTest, OutOfDescriptorsAcceptingBacksOff) {
   const fs::path log = dir.path() / "server.log";
   TestServer server(
       dir.path() / "disk",
-      ProcessOptions{{"--max-connections", "1000", "--threads", "1"}, 0, 96, log.string()});
+      // Idle connections from one address would push out each other beyond
+      // --max-pending-per-address, before the descriptors ran out.
+      ProcessOptions{{"--max-connections", "1000", "--threads", "1", "--max-pending-per-address", "0"},
+                     0, 96, log.string()});
   const int port = server.port();
   std::vector<std::unique_ptr<RawConnection>> clients;
   for (int i = 0; i < 150; ++i) clients.push_back(std::make_unique<RawConnection>(port));
@@ -180,7 +237,7 @@ TEST(LimitsTest, OutOfDescriptorsAcceptingBacksOff) {
   // Some waiting client was told why.
   int told = 0;
   for (auto& c : clients) {
-    c->send("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    c->send("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
   }
   for (auto& c : clients)
     told += c->receive(4096, 0.2).find("out of file descriptors") != std::string::npos;
@@ -260,7 +317,7 @@ TEST(LimitsTest, LargeAnswersAreStreamedNotBuilt) {
   std::vector<std::unique_ptr<RawConnection>> readers;
   for (int i = 0; i < 6; ++i) {
     readers.push_back(std::make_unique<RawConnection>(port, 64 * 1024));
-    ASSERT_TRUE(readers.back()->send("GET /read_extended/big HTTP/1.1\r\nHost: x\r\n\r\n"));
+    ASSERT_TRUE(readers.back()->send("GET /read_extended/big HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
   }
   std::this_thread::sleep_for(std::chrono::seconds(1));
   const std::uint64_t during = resident_bytes(server.pid());

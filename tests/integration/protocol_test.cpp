@@ -64,9 +64,9 @@ TEST_F(ProtocolTest, UnknownTransferEncodingsAreRefused) {
     int status;
   };
   const std::string target =
-      "POST /write_extended?key=te HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "POST /write_extended?key=te HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
       "application/octet-stream\r\n";
-  const std::string smuggled = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  const std::string smuggled = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
   const Case cases[] = {
       {"xchunked", "Transfer-Encoding: xchunked\r\n", 400},
       {"gzip with length", "Transfer-Encoding: gzip\r\nContent-Length: 5\r\n", 400},

@@ -299,7 +299,7 @@ TEST_F(SemanticsTest, OverLimitWriteKeepsThePreviousValue) {
   // Raw overwrite, 2 MB (the body is sent in full while the answer is read).
   const std::string big = binary_value(2 * MiB, 62);
   RawOutcome out = raw_exchange(port,
-                                "POST /write_extended?key=k HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                                "POST /write_extended?key=k HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                                 "application/octet-stream\r\nContent-Length: " +
                                     std::to_string(big.size()) + "\r\nConnection: close\r\n\r\n" + big);
   ASSERT_TRUE(out.answered) << "no answer to the over-limit write";

@@ -359,7 +359,7 @@ TEST(SendTest, ASenderThatVanishesLeavesNothingAndItsRoomIsGivenBack) {
   const std::string id = begin_transfer(target.port(), "cut", 16 * MiB);
   {
     RawConnection conn(target.port());
-    ASSERT_TRUE(conn.send("PUT /transfers/" + id + "?offset=0 HTTP/1.1\r\nHost: x\r\n"
+    ASSERT_TRUE(conn.send("PUT /transfers/" + id + "?offset=0 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                           "Content-Type: application/octet-stream\r\nContent-Length: " +
                           std::to_string(16 * MiB) + "\r\n\r\n" + std::string(MiB, 'x')));
   }

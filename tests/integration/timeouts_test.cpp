@@ -41,7 +41,7 @@ TEST(TimeoutsTest, ASlowSteadySenderIsServed) {
     const std::string value = binary_value(3 * MiB / 2, 3);
     RawConnection conn(server.port());
     ASSERT_TRUE(conn.send(std::string("POST /write_extended?key=slow&location=") + location +
-                          " HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+                          " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\n"
                           "Content-Length: " +
                           std::to_string(value.size()) + "\r\n\r\n"));
     send_slowly(conn, value, 64 * 1024, std::chrono::milliseconds(125));
@@ -58,7 +58,7 @@ TEST(TimeoutsTest, AStalledSenderGets408) {
   TestServer server(dir.path() / "disk", {"--request-timeout", "1", "--log-level", "error"});
   RawConnection conn(server.port());
   ASSERT_TRUE(
-      conn.send("POST /write_extended?key=stall HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      conn.send("POST /write_extended?key=stall HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                 "application/octet-stream\r\nContent-Length: 1000\r\n\r\nonly this"));
   std::string answer = conn.receive(65536, 10);
   EXPECT_EQ(answer.rfind("HTTP/1.1 408", 0), 0u) << answer;
@@ -74,7 +74,7 @@ TEST(TimeoutsTest, ASlowSteadyReaderIsServed) {
   ASSERT_TRUE(IsOk(write_raw(server.port(), "big", value)));
   RawConnection conn(server.port(), 32 * 1024);
   ASSERT_TRUE(
-      conn.send("GET /read_extended/big HTTP/1.1\r\nHost: x\r\nAccept: "
+      conn.send("GET /read_extended/big HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: "
                 "application/octet-stream\r\n\r\n"));
   std::string received;
   while (true) {
@@ -107,7 +107,7 @@ TEST(TimeoutsTest, StoppingTakesBoundedTimeWhateverClientsDo) {
     ASSERT_TRUE(IsOk(write_raw(port, "kept", value, "disk")));
     RawConnection half(port);
     ASSERT_TRUE(
-        half.send("POST /write_extended?key=half HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        half.send("POST /write_extended?key=half HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
                   "application/octet-stream\r\nContent-Length: 1000000\r\n\r\npartial"));
     RawConnection idle(port);
     // A move that would take half a minute, on a connection of its own.

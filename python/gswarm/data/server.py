@@ -34,7 +34,7 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
                  disk_path=DEFAULT_DISK_PATH, *, max_pinned=DEFAULT_MAX_PINNED, move_threads=4,
                  io_threads=4, threads=0, source_roots=(), peers=(), node_name="",
                  log_level="info", ready=None, token=None, protected_mode=True,
-                 tls_cert=None, tls_key=None, tls_ca=None):
+                 tls_cert=None, tls_key=None, tls_ca=None, allow_origins=(), allow_hosts=()):
     """Runs a gswarm server (KV storage and data pool, the same as
     ``gswarm data start``) in this process until it is stopped; blocks.
 
@@ -50,6 +50,12 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
     ``tls_cert`` and ``tls_key`` (PEM files) make it serve HTTPS only, as
     ``--tls-cert`` and ``--tls-key`` do; ``tls_ca`` is what other servers'
     certificates are checked against when it sends to them.
+
+    ``allow_origins`` are the web pages (``"http://localhost:3000"``, or
+    ``"*"``) whose requests it serves, as ``--allow-origin`` does: requests
+    that carry another Origin are refused. ``allow_hosts`` are names it answers
+    to without a token besides IP addresses, localhost and its own names, as
+    ``--allow-host`` does.
     """
     if token is None:
         token = os.environ.get("GSWARM_TOKEN", "")
@@ -63,7 +69,8 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
                                 log_level, token, protected_mode,
                                 os.fspath(tls_cert) if tls_cert else "",
                                 os.fspath(tls_key) if tls_key else "",
-                                os.fspath(tls_ca) if tls_ca else "")
+                                os.fspath(tls_ca) if tls_ca else "",
+                                list(allow_origins), list(allow_hosts))
         bound = server.listen()
     finally:
         event.set()
