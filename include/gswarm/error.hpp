@@ -39,6 +39,7 @@ enum class ErrorCode : std::uint8_t {
   kInternal,           // 500 bug or unexpected state
   kPeerFailed,         // 502 another server (a send's target) could not be reached or failed
   kPeerTimeout,        // 504 another server did not answer in time
+  kOutcomeUnknown,     // 504 another server got everything but did not say whether it took it
   kConnection,         // client side: could not reach or talk to the server
   kProtocol,           // client side: server answered something unparseable
 };

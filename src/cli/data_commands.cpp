@@ -499,11 +499,18 @@ Result<std::string> run_stats(Client& client, const Args&) {
   auto text = client.stats();
   if (!text) return tl::unexpected(text.error());
   json s = json::parse(*text, nullptr, false);
+  // Freed segments kept for reuse count against the limits too: shown beside them.
+  auto cached = [&](const char* field) {
+    const std::uint64_t bytes = size_field(s, field);
+    return bytes > 0 ? fmt::format(", {} more kept for reuse", format_size(bytes)) : std::string();
+  };
   std::string out = fmt::format(
-      "DRAM:           {} / {} ({:.1f}%)\n", format_size(size_field(s, "current_dram_size")),
-      format_size(size_field(s, "max_dram_size")), number_field(s, "dram_usage_percent"));
-  out += fmt::format("Pinned memory:  {} / {}\n", format_size(size_field(s, "current_pinned_size")),
-                     format_size(size_field(s, "max_pinned_size")));
+      "DRAM:           {} / {} ({:.1f}%){}\n", format_size(size_field(s, "current_dram_size")),
+      format_size(size_field(s, "max_dram_size")), number_field(s, "dram_usage_percent"),
+      cached("host_cache_bytes"));
+  out += fmt::format("Pinned memory:  {} / {}{}\n",
+                     format_size(size_field(s, "current_pinned_size")),
+                     format_size(size_field(s, "max_pinned_size")), cached("pinned_cache_bytes"));
   out += fmt::format("GPU memory:     {}\n", gpu_lines(s.value("gpu_stats", json::object())));
   std::uint64_t max_disk = size_field(s, "max_disk_size");
   std::uint64_t disk_keys = size_field(s, "disk_keys");
@@ -526,6 +533,9 @@ Result<std::string> run_stats(Client& client, const Args&) {
       fmt::format("System memory:  {} / {} used ({:.1f}%), {} available",
                   format_size(size_field(memory, "used")), format_size(size_field(memory, "total")),
                   number_field(memory, "percent"), format_size(size_field(memory, "available")));
+  if (s.contains("resident_memory")) {
+    out += fmt::format("\nServer process: {} resident", format_size(size_field(s, "resident_memory")));
+  }
   return out;
 }
 

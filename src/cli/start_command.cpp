@@ -24,10 +24,13 @@ struct StartArgs {
   std::string host = "0.0.0.0";
   int port = 9015;
   std::string max_memory = "16GB";
+  std::string max_key_metadata = "0";
   std::string max_pinned = "4GB";
   std::string max_device_memory = "0";
   std::string disk_path = "/tmp/gswarm_data";
   std::vector<std::string> source_roots;
+  std::vector<std::string> url_source_allow;
+  int source_timeout = 300;
   std::string max_disk = "0";
   int threads = 0;
   int move_threads = 4;
@@ -85,6 +88,7 @@ int run_start(const StartArgs& args) {
 
   StoreOptions store_options;
   store_options.max_memory = size_option("--max-memory", args.max_memory);
+  store_options.max_key_metadata = size_option("--max-key-metadata", args.max_key_metadata);
   store_options.max_pinned = size_option("--max-pinned", args.max_pinned);
   store_options.max_device_memory = size_option("--max-device-memory", args.max_device_memory);
   store_options.disk_path = args.disk_path;
@@ -143,6 +147,8 @@ int run_start(const StartArgs& args) {
   options.cluster.sender.timeout = std::chrono::seconds(args.peer_timeout);
   options.cluster.transfer_timeout = std::chrono::seconds(args.transfer_timeout);
   options.source_roots = args.source_roots;
+  options.url_source_allow = args.url_source_allow;
+  options.source_timeout = std::chrono::seconds(args.source_timeout);
 
   auto token = resolve_token(args.token, /*warn_if_shared=*/true);
   if (!token) {
@@ -193,6 +199,11 @@ void add_start_command(CLI::App& data) {
   cmd->add_option("--max-memory", args->max_memory,
                   "DRAM limit, e.g. 16GB, 512MB, 1TB or bytes (powers of 1024)")
       ->capture_default_str();
+  cmd->add_option("--max-key-metadata", args->max_key_metadata,
+                  "What key metadata may take (counted in DRAM, bounded by this instead of "
+                  "--max-memory, so a full DRAM still takes disk writes; 0: --max-memory / 16, "
+                  "at least 64MB)")
+      ->capture_default_str();
   cmd->add_option("--max-pinned", args->max_pinned, "Pinned (page-locked) host memory limit")
       ->capture_default_str();
   cmd->add_option("--max-device-memory", args->max_device_memory,
@@ -204,6 +215,20 @@ void add_start_command(CLI::App& data) {
                   "Directory whose files data pool creates may read (repeatable; none: only "
                   "uploads, URLs and keys)")
       ->check(CLI::ExistingDirectory);
+  cmd->add_option("--url-source-allow", args->url_source_allow,
+                  "Host whose http:// URLs data pool creates may fetch: HOST or HOST:PORT, globs "
+                  "allowed (repeatable; none: no URL is fetched). Loopback and link-local "
+                  "addresses only from a host named exactly")
+      ->check([](const std::string& pattern) {
+        return pattern.empty() || pattern.find_first_of(" /@") != std::string::npos
+                   ? std::string("give a host or host:port, e.g. data.example.com or "
+                                 "*.internal:8080")
+                   : std::string();
+      });
+  cmd->add_option("--source-timeout", args->source_timeout,
+                  "Seconds a data pool create may take to fetch a URL source, in all")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86400));
   cmd->add_option("--max-disk", args->max_disk, "Disk limit (0: until the file system is full)")
       ->capture_default_str();
   cmd->add_option("--threads", args->threads, "Network threads (0: one per core)")

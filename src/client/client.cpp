@@ -206,6 +206,10 @@ class Client::Impl {
  public:
   Impl(std::string_view address, ClientOptions options)
       : address_(strip_scheme(address)), target_(split_address(address_)), options_(options) {
+    // As connected to: an address without a port names the default one.
+    address_ = target_.host.find(':') == std::string::npos
+                   ? fmt::format("{}:{}", target_.host, target_.port)
+                   : fmt::format("[{}]:{}", target_.host, target_.port);
     if (options_.token.empty()) options_.token = default_token();
     if (options_.tls_ca.empty()) options_.tls_ca = default_tls_ca();
     use_tls_ = address.starts_with(kHttpsPrefix) || !options_.tls_ca.empty();

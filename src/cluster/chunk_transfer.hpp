@@ -1,8 +1,8 @@
 // A data pool chunk's transfer to another node (POST /api/v1/data/{id}/transfer):
-// its bytes go through the Sender, like any send; then its metadata is handed
-// to the target (PUT /api/v1/data/{id}), which makes the received key a chunk
-// of its own pool. Only once the target acknowledged both is the local chunk
-// deleted, when asked.
+// its bytes go through the Sender as a transfer in ranges that carries the
+// chunk's metadata, and the target makes them a chunk of its own pool, bytes
+// and metadata at once, once the bytes match the metadata's checksum. Only once
+// the target acknowledged is the local chunk deleted, when asked.
 #pragma once
 
 #include <cstdint>

@@ -118,13 +118,13 @@ Result<void> EtcdMembership::keep_alive() {
   return {};
 }
 
-Result<std::vector<Member>> parse_nodes_answer(std::string_view answer, std::string_view self) {
+Result<NodesAnswer> parse_nodes_answer(std::string_view answer, std::string_view self) {
   auto j = json::parse(answer, nullptr, false);
   if (!j.is_object()) return make_error(ErrorCode::kPeerFailed, "etcd answered no JSON");
   auto kvs = j.find("kvs");
-  if (kvs == j.end()) return std::vector<Member>{};  // no node registered
+  if (kvs == j.end()) return NodesAnswer{};  // no node registered
   if (!kvs->is_array()) return make_error(ErrorCode::kPeerFailed, "etcd's kvs is not a list");
-  std::vector<Member> members;
+  NodesAnswer nodes;
   for (const auto& kv : *kvs) {
     if (!kv.is_object()) continue;
     auto encoded = kv.find("value");
@@ -140,12 +140,16 @@ Result<std::vector<Member>> parse_nodes_answer(std::string_view answer, std::str
       continue;
     }
     const std::string& node = name->get_ref<const std::string&>();
-    if (node == self || !validate_node_name(node)) continue;
+    if (node == self) {
+      nodes.self = true;
+      continue;
+    }
+    if (!validate_node_name(node)) continue;
     auto address = parse_address(address_text->get_ref<const std::string&>());
     if (!address) continue;
-    members.push_back(Member{node, std::move(*address), "etcd", true});
+    nodes.others.push_back(Member{node, std::move(*address), "etcd", true});
   }
-  return members;
+  return nodes;
 }
 
 Result<void> EtcdMembership::refresh() {
@@ -156,12 +160,31 @@ Result<void> EtcdMembership::refresh() {
   if (!answer) return tl::unexpected(answer.error());
   auto found = parse_nodes_answer(*answer, membership_.self_name());
   if (!found) return tl::unexpected(found.error());
-  for (auto& [name, member] : seen_) member.alive = false;
-  for (auto& member : *found) seen_[member.name] = std::move(member);
+  std::map<std::string, Member> listed;
+  for (auto& member : found->others) listed.emplace(member.name, std::move(member));
+  for (auto& [name, member] : seen_) {
+    if (listed.contains(name)) continue;
+    // Gone from etcd: dead only if it does not answer either (a node once found
+    // dead is not asked again until it registers).
+    member.alive = member.alive && answers(member.address);
+  }
+  for (auto& [name, member] : listed) seen_[name] = std::move(member);
   std::vector<Member> members;
   for (const auto& [name, member] : seen_) members.push_back(member);
   membership_.set_discovered(std::move(members));
+  if (!found->self && !lease_.empty()) {
+    // etcd lost this node's key (restarted empty, or its lease ran out while
+    // etcd was stopped): register again now rather than at the next beat.
+    spdlog::info("etcd: this node's key is gone; registering again");
+    lease_.clear();
+    return register_self();
+  }
   return {};
+}
+
+bool EtcdMembership::answers(const Address& address) const {
+  if (options_.answers) return options_.answers(address);
+  return answers_health(address, std::chrono::milliseconds(1000));
 }
 
 void EtcdMembership::run() {

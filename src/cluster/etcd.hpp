@@ -5,14 +5,19 @@
 // The server registers under PREFIX/nodes/NAME = {"name", "address"} with a
 // lease of `ttl` that a background thread keeps alive (every ttl/3); a node
 // that dies drops out when its lease expires. The same thread reads every
-// registered node every `refresh` into the Membership (source "etcd"); a node
-// seen before that is gone stays listed, as not alive. When etcd cannot be
-// reached the last view is kept and the server says so in its log, and once it
-// can be reached again the server registers anew.
+// registered node every `refresh` into the Membership (source "etcd"). A node
+// seen before that is gone from etcd is asked at once whether it still answers
+// (`answers`, its /health): etcd restarted empty, or resumed after a stop longer
+// than the lease, drops every key while the servers live on, so a missing key
+// alone does not make a node dead; one that does not answer stays listed, as not
+// alive. A server that finds its own key missing registers again at once. When
+// etcd cannot be reached the last view is kept and the server says so in its
+// log, and once it can be reached again the server registers anew.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -32,13 +37,22 @@ struct EtcdOptions {
   std::chrono::seconds ttl{10};         // lease: how long a dead node stays listed as alive
   std::chrono::milliseconds refresh{1000};
   std::chrono::milliseconds timeout{3000};  // one call to etcd
+  // Whether the node at this address answers now (the server asks its /health,
+  // briefly). Unset: plain HTTP, GET /health within a second.
+  std::function<bool(const Address&)> answers;
+};
+
+// What etcd's answer to a range request over the cluster's prefix names.
+struct NodesAnswer {
+  std::vector<Member> others;  // every node but this one
+  bool self = false;           // whether this node's own key is there
 };
 
 // The nodes in etcd's answer to a range request over the cluster's prefix
-// (records of {"name", "address"}, base64 in "kvs"), without `self`. Records
-// that are not well-formed are skipped; an answer that is not JSON is kPeerFailed.
-[[nodiscard]] Result<std::vector<Member>> parse_nodes_answer(std::string_view answer,
-                                                             std::string_view self);
+// (records of {"name", "address"}, base64 in "kvs"), `self` apart. Records that
+// are not well-formed are skipped; an answer that is not JSON is kPeerFailed.
+[[nodiscard]] Result<NodesAnswer> parse_nodes_answer(std::string_view answer,
+                                                     std::string_view self);
 
 class EtcdMembership {
  public:
@@ -55,6 +69,7 @@ class EtcdMembership {
   [[nodiscard]] Result<void> register_self();
   [[nodiscard]] Result<void> keep_alive();
   [[nodiscard]] Result<void> refresh();
+  bool answers(const Address& address) const;
   void run();
   [[nodiscard]] Result<std::string> call(const std::string& path, const std::string& body);
 

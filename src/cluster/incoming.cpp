@@ -11,6 +11,8 @@ namespace gswarm::cluster {
 
 struct IncomingTransfers::Transfer {
   std::string id;
+  std::optional<pool::Chunk> chunk;
+  std::uint64_t connection = 0;  // the connection it is tied to; 0: none
   std::mutex mutex;
   PendingWrite pending;                                    // guarded by mutex (its bookkeeping)
   std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;  // claimed [offset, end)
@@ -38,9 +40,13 @@ Result<void> IncomingTransfers::Range::write(std::uint64_t at, std::span<const s
   return pending.write_at(offset_ + at, bytes);
 }
 
-Result<std::string> IncomingTransfers::begin(PendingWrite pending) {
+Result<std::string> IncomingTransfers::begin(PendingWrite pending,
+                                             std::optional<pool::Chunk> chunk,
+                                             std::uint64_t connection) {
   auto transfer = std::make_shared<Transfer>();
   transfer->pending = std::move(pending);
+  transfer->chunk = std::move(chunk);
+  transfer->connection = connection;
   std::lock_guard lock(mutex_);
   if (transfers_.size() >= kMaxTransfers) {
     return make_error(ErrorCode::kTooManyRequests,
@@ -52,7 +58,37 @@ Result<std::string> IncomingTransfers::begin(PendingWrite pending) {
     transfer->id = random_hex(16);  // 128 bits: cannot be guessed from others
   } while (transfers_.contains(transfer->id));
   transfers_.emplace(transfer->id, transfer);
+  if (connection != 0) {
+    by_connection_[connection].push_back(transfer->id);
+    tied_.store(by_connection_.size(), std::memory_order_relaxed);
+  }
+  remember(transfer->id, State{"receiving", ""});
   return transfer->id;
+}
+
+std::shared_ptr<IncomingTransfers::Transfer> IncomingTransfers::take(const std::string& id) {
+  auto it = transfers_.find(id);
+  if (it == transfers_.end()) return nullptr;
+  auto transfer = std::move(it->second);
+  transfers_.erase(it);
+  if (transfer->connection != 0) {
+    if (auto tied = by_connection_.find(transfer->connection); tied != by_connection_.end()) {
+      std::erase(tied->second, id);
+      if (tied->second.empty()) by_connection_.erase(tied);
+      tied_.store(by_connection_.size(), std::memory_order_relaxed);
+    }
+  }
+  return transfer;
+}
+
+void IncomingTransfers::remember(const std::string& id, State state) {
+  auto [it, added] = outcomes_.insert_or_assign(id, std::move(state));
+  if (!added) return;
+  outcome_order_.push_back(id);
+  while (outcome_order_.size() > kMaxOutcomes) {
+    outcomes_.erase(outcome_order_.front());
+    outcome_order_.pop_front();
+  }
 }
 
 std::shared_ptr<IncomingTransfers::Transfer> IncomingTransfers::find(std::string_view id) const {
@@ -121,11 +157,16 @@ void IncomingTransfers::finish(Range& range, bool received) {
   }
   if (drop) {
     std::lock_guard lock(mutex_);
-    transfers_.erase(transfer->id);
+    if (take(transfer->id)) {
+      auto known = outcomes_.find(transfer->id);
+      if (known == outcomes_.end() || known->second.state != "failed") {
+        remember(transfer->id, State{"failed", "a range did not arrive"});
+      }
+    }
   }
 }
 
-Result<PendingWrite> IncomingTransfers::complete(std::string_view id) {
+Result<IncomingTransfers::Received> IncomingTransfers::complete(std::string_view id) {
   auto transfer = find(id);
   if (!transfer) return unknown(id);
   {
@@ -146,21 +187,59 @@ Result<PendingWrite> IncomingTransfers::complete(std::string_view id) {
   }
   {
     std::lock_guard lock(mutex_);
-    transfers_.erase(transfer->id);
+    if (!take(transfer->id)) return unknown(id);  // aborted, expired or completed meanwhile
+    remember(transfer->id, State{"committing", ""});
   }
   std::lock_guard lock(transfer->mutex);
   transfer->pending.mark_all_received();
-  return std::move(transfer->pending);
+  return Received{std::move(transfer->pending), std::move(transfer->chunk)};
+}
+
+void IncomingTransfers::settle(std::string_view id, const std::optional<Error>& failure) {
+  std::lock_guard lock(mutex_);
+  remember(std::string(id), failure ? State{"failed", failure->message} : State{"committed", ""});
+}
+
+Result<IncomingTransfers::State> IncomingTransfers::state(std::string_view id) const {
+  std::lock_guard lock(mutex_);
+  auto it = outcomes_.find(std::string(id));
+  if (it == outcomes_.end()) return unknown(id);
+  return it->second;
+}
+
+void IncomingTransfers::connection_closed(std::uint64_t connection) {
+  if (tied_.load(std::memory_order_relaxed) == 0) return;
+  std::vector<std::shared_ptr<Transfer>> dropped;  // freed outside the lock
+  std::lock_guard lock(mutex_);
+  auto tied = by_connection_.find(connection);
+  if (tied == by_connection_.end()) return;
+  const std::vector<std::string> ids = std::move(tied->second);
+  by_connection_.erase(tied);
+  tied_.store(by_connection_.size(), std::memory_order_relaxed);
+  for (const auto& id : ids) {
+    auto it = transfers_.find(id);
+    if (it == transfers_.end()) continue;
+    std::lock_guard tlock(it->second->mutex);
+    it->second->failed = true;  // ranges in flight end with an error
+    remember(id, State{"failed", "its sender's connection closed before the commit"});
+    // One with ranges in flight goes when the last of them ends (finish()).
+    if (it->second->in_flight == 0) dropped.push_back(take(id));
+  }
+}
+
+bool IncomingTransfers::holds(std::uint64_t connection) const {
+  if (tied_.load(std::memory_order_relaxed) == 0) return false;
+  std::lock_guard lock(mutex_);
+  return by_connection_.contains(connection);
 }
 
 Result<void> IncomingTransfers::abort(std::string_view id) {
   std::shared_ptr<Transfer> transfer;
   {
     std::lock_guard lock(mutex_);
-    auto it = transfers_.find(std::string(id));
-    if (it == transfers_.end()) return unknown(id);
-    transfer = std::move(it->second);
-    transfers_.erase(it);
+    transfer = take(std::string(id));
+    if (!transfer) return unknown(id);
+    remember(transfer->id, State{"failed", "aborted by its sender"});
   }
   std::lock_guard lock(transfer->mutex);
   transfer->failed = true;  // ranges in flight end with an error
@@ -177,11 +256,16 @@ std::size_t IncomingTransfers::expire(Clock::time_point now) {
       if (tlock && t.in_flight == 0 && now - t.last_activity > idle_timeout_) {
         t.failed = true;
         tlock.unlock();
-        dropped.push_back(std::move(it->second));
-        it = transfers_.erase(it);
+        dropped.push_back(it->second);
+        ++it;
       } else {
         ++it;
       }
+    }
+    for (const auto& t : dropped) {
+      (void)take(t->id);
+      remember(t->id, State{"failed", fmt::format("its sender was quiet for over {} s",
+                                                  idle_timeout_.count())});
     }
   }
   return dropped.size();

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -83,6 +84,8 @@ PeerConnection::PeerConnection(PeerConnection&& other) noexcept
       address_(std::move(other.address_)),
       timeout_(other.timeout_),
       stop_(other.stop_),
+      deadline_(other.deadline_),
+      deadline_reason_(std::move(other.deadline_reason_)),
       pending_(std::move(other.pending_)),
       tls_(std::move(other.tls_)) {}
 
@@ -91,6 +94,8 @@ PeerConnection& PeerConnection::operator=(PeerConnection&& other) noexcept {
   std::swap(address_, other.address_);
   std::swap(timeout_, other.timeout_);
   std::swap(stop_, other.stop_);
+  std::swap(deadline_, other.deadline_);
+  std::swap(deadline_reason_, other.deadline_reason_);
   std::swap(pending_, other.pending_);
   std::swap(tls_, other.tls_);
   return *this;
@@ -130,11 +135,18 @@ Result<void> PeerConnection::wait(short events) {
     if (stop_ != nullptr && stop_->load(std::memory_order_relaxed)) {
       return make_error(ErrorCode::kUnavailable, "the server is shutting down");
     }
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
+    const auto now = std::chrono::steady_clock::now();
+    if (deadline_ && now >= *deadline_) {
+      return make_error(ErrorCode::kPeerTimeout,
+                        fmt::format("{} took longer than {}", address_.text(), deadline_reason_));
+    }
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
     if (left.count() <= 0) {
       return make_error(ErrorCode::kPeerTimeout, fmt::format("{} made no progress for {} ms",
                                                              address_.text(), timeout_.count()));
+    }
+    if (deadline_) {
+      left = std::min(left, std::chrono::ceil<std::chrono::milliseconds>(*deadline_ - now));
     }
     int n = ::poll(&p, 1, static_cast<int>(std::min(left, kSlice).count()));
     if (n > 0) return {};
@@ -250,6 +262,13 @@ Result<PeerAnswer> PeerConnection::receive() {
   return PeerAnswer{message.result_int(), std::move(message.body())};
 }
 
+Result<PeerAnswer> PeerConnection::receive_within(std::chrono::milliseconds wait) {
+  const auto usual = std::exchange(timeout_, std::min(wait, timeout_));
+  auto answer = receive();
+  timeout_ = usual;
+  return answer;
+}
+
 Result<AnswerHead> PeerConnection::receive_head() {
   http::response_parser<http::empty_body> parser;  // not eager: put() stops after the head
   parser.body_limit(boost::none);
@@ -334,6 +353,14 @@ Result<PeerAnswer> PeerConnection::call(std::string_view method, std::string_vie
   }
   if (auto ok = send(std::as_bytes(std::span(json_body))); !ok) return tl::unexpected(ok.error());
   return receive();
+}
+
+bool answers_health(const Address& address, std::chrono::milliseconds timeout,
+                    const tls::ClientContext* tls) {
+  auto conn = PeerConnection::open(address, timeout, nullptr, tls);
+  if (!conn) return false;
+  auto health = conn->call("GET", "/health", "");
+  return health && health->status == 200;
 }
 
 Error peer_error(const Address& address, const PeerAnswer& answer) {

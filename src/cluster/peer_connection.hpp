@@ -58,6 +58,9 @@ class PeerConnection {
   [[nodiscard]] Result<void> send_file(int fd, std::uint64_t offset, std::uint64_t length);
   // Reads one answer (bodies over 1 MiB are refused: control answers are small).
   [[nodiscard]] Result<PeerAnswer> receive();
+  // The same, waiting at most `wait` for it: an answer the peer sent before
+  // the connection broke (it is still readable).
+  [[nodiscard]] Result<PeerAnswer> receive_within(std::chrono::milliseconds wait);
 
   // Reads an answer's head only; its body follows through read_body().
   [[nodiscard]] Result<AnswerHead> receive_head();
@@ -71,6 +74,12 @@ class PeerConnection {
 
   const Address& address() const { return address_; }
   int native_handle() const { return fd_; }
+  // An end to every wait, however the bytes trickle: past it a wait fails with
+  // kPeerTimeout naming `reason` (e.g. the option that set it).
+  void set_deadline(std::chrono::steady_clock::time_point deadline, std::string reason) {
+    deadline_ = deadline;
+    deadline_reason_ = std::move(reason);
+  }
 
  private:
   PeerConnection(int fd, Address address, std::chrono::milliseconds timeout,
@@ -88,9 +97,16 @@ class PeerConnection {
   Address address_;
   std::chrono::milliseconds timeout_;
   const std::atomic<bool>* stop_ = nullptr;
+  std::optional<std::chrono::steady_clock::time_point> deadline_;  // set_deadline()
+  std::string deadline_reason_;
   std::string pending_;  // bytes received after the last answer
   std::unique_ptr<tls::Channel> tls_;  // null: plain TCP
 };
+
+// Whether a server listens at `address` and answers GET /health with 200
+// within `timeout` (over TLS with `tls`).
+bool answers_health(const Address& address, std::chrono::milliseconds timeout,
+                    const tls::ClientContext* tls = nullptr);
 
 // The error a peer's error answer stands for: its code and message, with the
 // peer named ("target 10.0.0.2:9015: ...").

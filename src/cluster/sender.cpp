@@ -26,6 +26,14 @@ constexpr std::size_t kPiece = 4 << 20;
 // Byte ranges start on this boundary, so that the target's pieces stay aligned.
 constexpr std::uint64_t kRangeAlign = 1 << 20;
 constexpr int kMaxStreams = 64;
+// How long a target whose connection broke mid-body may take to be heard.
+constexpr std::chrono::milliseconds kAnswerLeft{1000};
+// A transfer whose commit got no answer: how long each question about its
+// outcome may take, how often it is asked, and for how long at most while the
+// target answers that it is still committing.
+constexpr std::chrono::milliseconds kOutcomeTimeout{5000};
+constexpr std::chrono::milliseconds kOutcomePoll{200};
+constexpr std::chrono::minutes kMaxCommit{10};
 
 }  // namespace
 
@@ -102,7 +110,16 @@ Result<PeerAnswer> send_body(PeerConnection& conn, std::string_view method, std:
   auto interim = conn.receive();
   if (!interim) return interim;
   if (interim->status != 100) return accepted(conn.address(), std::move(interim));
-  if (auto ok = source.stream(conn, offset, length); !ok) return tl::unexpected(ok.error());
+  if (auto ok = source.stream(conn, offset, length); !ok) {
+    // A target that fails while the body arrives (its disk filled) answers and
+    // closes: its answer says why, where the broken connection does not.
+    const ErrorCode code = ok.error().code;
+    if (code == ErrorCode::kPeerFailed || code == ErrorCode::kPeerTimeout) {
+      auto answer = conn.receive_within(kAnswerLeft);
+      if (answer && answer->status >= 300) return accepted(conn.address(), std::move(answer));
+    }
+    return tl::unexpected(ok.error());
+  }
   return accepted(conn.address(), conn.receive());
 }
 
@@ -149,6 +166,14 @@ Result<SendOutcome> Sender::send(const SendRequest& request) {
   Source source(std::move(*replica), operations.progress(outcome.operation));
   auto sent = source.open();
   if (sent) sent = transfer(request, source, outcome);
+  if (!sent && sent.error().code != ErrorCode::kUnavailable) {
+    // Whatever failed, the message says where the value was going.
+    const std::string where = outcome.node.empty()
+                                  ? outcome.address.text()
+                                  : fmt::format("{} ({})", outcome.node, outcome.address.text());
+    sent.error().message =
+        fmt::format("send of '{}' to {}: {}", request.key, where, sent.error().message);
+  }
   outcome.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (own_operation) {
@@ -198,7 +223,7 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
       std::max<std::uint64_t>(1, std::min<std::uint64_t>(streams, outcome.size / kRangeAlign)));
   outcome.streams = streams;
 
-  if (streams == 1) {
+  if (streams == 1 && !request.chunk) {
     auto conn = connect(address);
     if (!conn) return tl::unexpected(conn.error());
     auto answer = send_body(
@@ -207,77 +232,127 @@ Result<void> Sender::transfer(const SendRequest& request, const Source& source,
         0, outcome.size, auth);
     if (!answer) return tl::unexpected(answer.error());
     bytes_sent_.fetch_add(outcome.size, std::memory_order_relaxed);
-  } else {
-    // Begin a transfer at the target (which reserves the value's room), send the
-    // ranges at once, then commit.
-    std::string transfer;
-    {
-      auto conn = connect(address);
-      if (!conn) return tl::unexpected(conn.error());
-      json begin = {{"key", request.key},
-                    {"size", outcome.size},
-                    {"location", outcome.destination.name()},
-                    {"format", outcome.format}};
-      auto answer = accepted(address, conn->call("POST", "/transfers", begin.dump(), auth));
-      if (!answer) return tl::unexpected(answer.error());
-      auto id = json_field(address, *answer, "transfer");
-      if (!id) return tl::unexpected(id.error());
-      transfer = std::move(*id);
-    }
-    const std::string range_target = fmt::format("/transfers/{}", url_encode(transfer));
+    return {};
+  }
+  return transfer_in_ranges(request, source, outcome, streams);
+}
 
-    std::mutex mutex;
-    std::optional<Error> failure;  // the first one
-    std::vector<int> sockets;      // of ranges in flight, shut down when one fails
-    auto fail = [&](Error error) {
+Result<void> Sender::transfer_in_ranges(const SendRequest& request, const Source& source,
+                                        SendOutcome& outcome, int streams) {
+  const std::string auth = peer_headers();
+  const Address& address = outcome.address;
+  // Begin a transfer at the target (which reserves the value's room) on a
+  // connection kept open until the commit: the transfer is tied to it, so if
+  // this server fails or dies, its closing tells the target to drop what it
+  // received, at once, with no request to make.
+  auto control = connect(address);
+  if (!control) return tl::unexpected(control.error());
+  json begin = {{"key", request.key},
+                {"size", outcome.size},
+                {"location", outcome.destination.name()},
+                {"format", outcome.format}};
+  if (request.chunk) begin["chunk"] = json::parse(*request.chunk);
+  auto begun = accepted(address, control->call("POST", "/transfers", begin.dump(), auth));
+  if (!begun) return tl::unexpected(begun.error());
+  auto id = json_field(address, *begun, "transfer");
+  if (!id) return tl::unexpected(id.error());
+  const std::string range_target = fmt::format("/transfers/{}", url_encode(*id));
+
+  std::mutex mutex;
+  std::optional<Error> failure;  // the first one
+  std::vector<int> sockets;      // of ranges in flight, shut down when one fails
+  auto fail = [&](Error error) {
+    std::lock_guard lock(mutex);
+    if (failure) return;
+    failure = std::move(error);
+    for (int fd : sockets) ::shutdown(fd, SHUT_RDWR);
+  };
+  const std::uint64_t per =
+      (outcome.size / static_cast<std::uint64_t>(streams)) & ~(kRangeAlign - 1);
+  auto run_range = [&](int index) {
+    const std::uint64_t offset = per * static_cast<std::uint64_t>(index);
+    const std::uint64_t length = index == streams - 1 ? outcome.size - offset : per;
+    if (length == 0) return;
+    auto conn = connect(address);
+    if (!conn) return fail(conn.error());
+    {
       std::lock_guard lock(mutex);
       if (failure) return;
-      failure = std::move(error);
-      for (int fd : sockets) ::shutdown(fd, SHUT_RDWR);
-    };
-    std::uint64_t per = (outcome.size / static_cast<std::uint64_t>(streams)) & ~(kRangeAlign - 1);
-    auto run_range = [&](int index) {
-      const std::uint64_t offset = per * static_cast<std::uint64_t>(index);
-      const std::uint64_t length = index == streams - 1 ? outcome.size - offset : per;
-      auto conn = connect(address);
-      if (!conn) return fail(conn.error());
-      {
-        std::lock_guard lock(mutex);
-        if (failure) return;
-        sockets.push_back(conn->native_handle());
-      }
-      auto answer = send_body(*conn, "PUT", fmt::format("{}?offset={}", range_target, offset),
-                              source, offset, length, auth);
-      {
-        std::lock_guard lock(mutex);
-        std::erase(sockets, conn->native_handle());
-      }
-      if (!answer) return fail(answer.error());
-      bytes_sent_.fetch_add(length, std::memory_order_relaxed);
-    };
-    std::vector<std::thread> threads;
-    for (int i = 1; i < streams; ++i) {
-      try {
-        threads.emplace_back(run_range, i);
-      } catch (const std::system_error& e) {  // out of threads: the send fails, cleanly
-        fail(Error{ErrorCode::kUnavailable,
-                   fmt::format("cannot start a thread for stream {}: {}", i + 1, e.what())});
-        break;
-      }
+      sockets.push_back(conn->native_handle());
     }
-    run_range(0);
-    for (auto& t : threads) t.join();
-
-    auto conn = connect(address);
-    if (failure || !conn) {
-      // The target drops what it received; it would also on its own, after its timeout.
-      if (conn) (void)conn->call("DELETE", range_target, "", auth);
-      return tl::unexpected(failure ? *failure : conn.error());
+    auto answer = send_body(*conn, "PUT", fmt::format("{}?offset={}", range_target, offset),
+                            source, offset, length, auth);
+    {
+      std::lock_guard lock(mutex);
+      std::erase(sockets, conn->native_handle());
     }
-    auto answer = accepted(address, conn->call("POST", range_target, "", auth));
-    if (!answer) return tl::unexpected(answer.error());
+    if (!answer) return fail(answer.error());
+    bytes_sent_.fetch_add(length, std::memory_order_relaxed);
+  };
+  std::vector<std::thread> threads;
+  for (int i = 1; i < streams; ++i) {
+    try {
+      threads.emplace_back(run_range, i);
+    } catch (const std::system_error& e) {  // out of threads: the send fails, cleanly
+      fail(Error{ErrorCode::kUnavailable,
+                 fmt::format("cannot start a thread for stream {}: {}", i + 1, e.what())});
+      break;
+    }
   }
-  return {};
+  run_range(0);
+  for (auto& t : threads) t.join();
+  // The control connection closes on the way out: the target drops the transfer.
+  if (failure) return tl::unexpected(*failure);
+
+  auto committed = control->call("POST", range_target, "", auth);
+  if (committed) return accepted(address, std::move(committed)).map([](const PeerAnswer&) {});
+  // No answer: the target may have stored the value, or not yet, or never will.
+  // Closing the connection first settles a transfer whose commit it never read.
+  control = tl::unexpected(committed.error());
+  return outcome_of(address, *id, committed.error());
+}
+
+Result<void> Sender::outcome_of(const Address& address, const std::string& id,
+                                const Error& lost) const {
+  const std::string auth = peer_headers();
+  const std::string target = fmt::format("/transfers/{}", url_encode(id));
+  const auto started = std::chrono::steady_clock::now();
+  const auto quiet_until = started + options_.timeout;  // "receiving": the commit may be on its way
+  std::string last = lost.message;
+  while (!store_.stopping().load(std::memory_order_relaxed)) {
+    auto conn = PeerConnection::open(address, std::min(options_.timeout, kOutcomeTimeout),
+                                     &store_.stopping(), options_.tls.get());
+    auto answer = conn ? conn->call("GET", target, "", auth)
+                       : Result<PeerAnswer>(tl::unexpected(conn.error()));
+    if (!answer) {
+      last = answer.error().message;
+      break;  // the target does not answer either
+    }
+    if (answer->status != 200) {
+      last = peer_error(address, *answer).message;
+      break;  // it forgot the transfer, or never knew it
+    }
+    auto state = json::parse(answer->body, nullptr, false);
+    const std::string name = state.is_object() ? state.value("state", "") : "";
+    if (name == "committed") return {};
+    if (name == "failed") {
+      return make_error(ErrorCode::kPeerFailed,
+                        fmt::format("target {} did not store the value: {}", address.text(),
+                                    state.value("detail", "its commit failed")));
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if ((name == "committing" && now - started > kMaxCommit) ||
+        (name != "committing" && now > quiet_until)) {
+      last = fmt::format("it still says '{}'", name);
+      break;
+    }
+    std::this_thread::sleep_for(kOutcomePoll);
+  }
+  return make_error(ErrorCode::kOutcomeUnknown,
+                    fmt::format("target {} received every byte but did not say whether it stored "
+                                "them ({}), so the source was kept: see whether the target has "
+                                "the key before sending it again",
+                                address.text(), last));
 }
 
 }  // namespace gswarm::cluster

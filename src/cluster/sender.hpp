@@ -48,6 +48,10 @@ struct SendRequest {
   // A replica opened beforehand (a chunk transfer sends the chunk as it was
   // when asked); nullopt: opened when the send starts.
   std::optional<ReplicaView> replica;
+  // A data pool chunk's metadata (pool::metadata_json): the value goes as a
+  // transfer that carries it, so that the target makes it a chunk, bytes and
+  // metadata at once.
+  std::optional<std::string> chunk;
 };
 
 struct SendOutcome {
@@ -70,9 +74,11 @@ class Sender {
 
   // Blocking. kNotFound for a missing key or an unknown node; the target's own
   // error when it refuses; kPeerFailed / kPeerTimeout when it cannot be reached
-  // or stops answering. The source is untouched unless delete_source and the
-  // target acknowledged. While it runs, its progress is an operation of kind
-  // "send" in store.operations().
+  // or stops answering; kOutcomeUnknown when it received every byte but cannot
+  // say whether it stored them. Errors name the target (node and address). The
+  // source is untouched unless delete_source and the target acknowledged.
+  // While it runs, its progress is an operation of kind "send" in
+  // store.operations().
   [[nodiscard]] Result<SendOutcome> send(const SendRequest& request);
   const SenderOptions& options() const { return options_; }
   // The header lines every request to a peer carries: this node's name
@@ -91,6 +97,12 @@ class Sender {
   // The bytes' journey, one connection or several.
   [[nodiscard]] Result<void> transfer(const SendRequest& request, const Source& source,
                                       SendOutcome& outcome);
+  // As a transfer (POST /transfers, ranges, commit), over `streams` connections.
+  [[nodiscard]] Result<void> transfer_in_ranges(const SendRequest& request, const Source& source,
+                                                SendOutcome& outcome, int streams);
+  // After a commit that got no answer: asks the target how transfer `id` ended.
+  [[nodiscard]] Result<void> outcome_of(const Address& address, const std::string& id,
+                                        const Error& lost) const;
 
   Store& store_;
   Membership& membership_;

@@ -38,6 +38,7 @@ constexpr std::array kErrors = {
     ErrorInfo{ErrorCode::kInternal, "internal", 500},
     ErrorInfo{ErrorCode::kPeerFailed, "peer_failed", 502},
     ErrorInfo{ErrorCode::kPeerTimeout, "peer_timeout", 504},
+    ErrorInfo{ErrorCode::kOutcomeUnknown, "outcome_unknown", 504},
     ErrorInfo{ErrorCode::kConnection, "connection_failed", 503},
     ErrorInfo{ErrorCode::kProtocol, "protocol_error", 502},
 };

@@ -18,6 +18,7 @@
 
 #include "core/checksum.hpp"
 #include "core/random.hpp"
+#include "core/test_point.hpp"
 #include "storage/disk_tier.hpp"
 #include "storage/format_table.hpp"
 
@@ -255,6 +256,27 @@ Result<void> Pool::load() {
                       fmt::format("cannot read {}: {}", metadata_dir_.string(), ec.message()));
   }
   if (loaded > 0) spdlog::info("pool: recovered {} chunks from disk", loaded);
+  return reclaim_strays();
+}
+
+Result<void> Pool::reclaim_strays() {
+  // Keys named like chunks are the pool's alone (the key-value endpoints refuse
+  // them), so one without metadata is the bytes of a chunk whose metadata never
+  // arrived: a transfer of an earlier version cut short.
+  std::vector<std::string> strays;
+  std::string cursor;
+  do {
+    auto page = store_.locations_page(cursor, 1024, "chunk_*");
+    if (!page) return tl::unexpected(page.error());
+    for (const auto& key : page->keys) {
+      if (is_chunk_id(key.key) && !records_.contains(key.key)) strays.push_back(key.key);
+    }
+    cursor = std::move(page->next_cursor);
+  } while (!cursor.empty());
+  for (const auto& key : strays) {
+    spdlog::warn("pool: removing {}: the bytes of a chunk without its metadata", key);
+    if (auto ok = store_.release(key); !ok && ok.error().code != ErrorCode::kNotFound) return ok;
+  }
   return {};
 }
 
@@ -335,18 +357,42 @@ Result<Chunk> Pool::commit_upload(PendingWrite pending, const ChunkSpec& spec) {
 
 Result<Chunk> Pool::finish_create(PendingWrite pending, const ChunkSpec& spec,
                                   std::string checksum) {
+  Chunk c;
+  c.id = pending.key();
+  c.type = spec.type;
+  c.format = spec.format;
+  c.source = spec.source;
+  c.created_by = options_.node_name;
+  c.size = pending.size();
+  c.checksum = std::move(checksum);
+  c.created_at = c.last_accessed = now();
+  return install(std::move(pending), std::move(c));
+}
+
+Result<Chunk> Pool::commit_received(PendingWrite pending, Chunk metadata) {
+  if (metadata.id != pending.key() || metadata.size != pending.size()) {
+    return make_error(ErrorCode::kBadRequest,
+                      fmt::format("the chunk's metadata ({}, {} bytes) does not describe the value "
+                                  "received ({}, {} bytes)",
+                                  metadata.id, metadata.size, pending.key(), pending.size()));
+  }
+  auto digest = pending.digest();
+  if (!digest) return tl::unexpected(digest.error());
+  if (Checksum::format(*digest) != metadata.checksum) {
+    return make_error(ErrorCode::kConflict,
+                      fmt::format("the bytes received for chunk '{}' have checksum {}, its "
+                                  "metadata says '{}': nothing was stored",
+                                  metadata.id, Checksum::format(*digest), metadata.checksum));
+  }
+  metadata.locations.clear();
+  return install(std::move(pending), std::move(metadata));
+}
+
+Result<Chunk> Pool::install(PendingWrite pending, Chunk chunk) {
   const std::string id = pending.key();
   {
     Record record;
-    Chunk& c = record.chunk;
-    c.id = id;
-    c.type = spec.type;
-    c.format = spec.format;
-    c.source = spec.source;
-    c.created_by = options_.node_name;
-    c.size = pending.size();
-    c.checksum = std::move(checksum);
-    c.created_at = c.last_accessed = now();
+    record.chunk = std::move(chunk);
     record.location = pending.location();
     record.creating_on_disk = record.location == Location::disk();
     std::lock_guard lock(mutex_);
@@ -354,8 +400,13 @@ Result<Chunk> Pool::finish_create(PendingWrite pending, const ChunkSpec& spec,
       return make_error(ErrorCode::kConflict, fmt::format("chunk '{}' exists already", id));
     }
   }
-  // The metadata of a chunk on disk is durable before its bytes are visible.
-  auto written = sync_metadata(id).and_then([&] { return store_.commit_write(std::move(pending)); });
+  // The metadata of a chunk on disk is durable before its bytes are visible: a
+  // crash between the two leaves metadata without bytes, which start-up drops.
+  auto written = sync_metadata(id).and_then([&] {
+    GSWARM_TEST_POINT("pool.metadata_written");
+    return store_.commit_write(std::move(pending));
+  });
+  GSWARM_TEST_POINT("pool.committed");
   std::lock_guard lock(mutex_);
   auto it = records_.find(id);
   if (!written) {
@@ -366,48 +417,13 @@ Result<Chunk> Pool::finish_create(PendingWrite pending, const ChunkSpec& spec,
   }
   it->second.ready = true;
   it->second.creating_on_disk = false;  // its disk replica keeps the metadata now
-  Chunk chunk = it->second.chunk;
+  Chunk out = it->second.chunk;
   ReplicaState replica;
   replica.location = written->location;
   replica.size = written->size;
-  replica.last_accessed = chunk.created_at;
-  chunk.locations.push_back(replica);
-  return chunk;
-}
-
-Result<Chunk> Pool::adopt(Chunk metadata) {
-  auto where = store_.location(metadata.id);
-  if (!where) {
-    return make_error(ErrorCode::kNotFound,
-                      fmt::format("no bytes for chunk '{}' here: send them first", metadata.id));
-  }
-  if (where->replicas.front().size != metadata.size) {
-    return make_error(ErrorCode::kConflict,
-                      fmt::format("the bytes of '{}' here are {} bytes, its metadata says {}",
-                                  metadata.id, where->replicas.front().size, metadata.size));
-  }
-  {
-    std::lock_guard lock(mutex_);
-    if (records_.contains(metadata.id)) {
-      return make_error(ErrorCode::kConflict,
-                        fmt::format("'{}' is already a chunk of this server", metadata.id));
-    }
-    Record record;
-    record.chunk = std::move(metadata);
-    record.chunk.locations.clear();
-    // Where sync_metadata looks: a disk replica anywhere keeps the metadata on disk.
-    record.location = has_disk_replica(*where) ? Location::disk() : where->primary;
-    record.ready = true;
-    std::string id = record.chunk.id;
-    records_.emplace(std::move(id), std::move(record));
-  }
-  const std::string id = where->key;
-  if (auto ok = sync_metadata(id); !ok) {
-    std::lock_guard lock(mutex_);
-    records_.erase(id);
-    return tl::unexpected(ok.error());
-  }
-  return get(id, false);
+  replica.last_accessed = out.created_at;
+  out.locations.push_back(replica);
+  return out;
 }
 
 Result<void> Pool::sync_metadata(const std::string& id) {

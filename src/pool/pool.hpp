@@ -5,10 +5,13 @@
 // its movers; the KV endpoints may read a chunk's key (and open read pointers to
 // it) but not write, move or release it (Pool::owns).
 //
+// Keys named like chunk ids are the pool's alone: the KV endpoints may not write,
+// move or release them, even before a chunk of that id exists.
+//
 // Persistence: the metadata of a chunk whose bytes are on disk is a small JSON
 // file, <disk root>/pool/<id>.json, written (atomically) before the bytes become
 // visible and removed after they are gone; at start-up a file whose chunk has no
-// bytes on disk is dropped. So a chunk on disk survives restarts and kill -9 with
+// bytes on disk is dropped, and so are bytes named like a chunk without metadata. So a chunk on disk survives restarts and kill -9 with
 // its metadata; access times and counts are as of the last metadata write.
 //
 // Thread-safe. Methods marked blocking do I/O or copies: run them on the
@@ -136,9 +139,11 @@ class Pool {
   // pending.needs_io()). Dropping the PendingWrite instead leaves nothing.
   [[nodiscard]] Result<PendingWrite> prepare_upload(const ChunkSpec& spec, std::uint64_t size);
   [[nodiscard]] Result<Chunk> commit_upload(PendingWrite pending, const ChunkSpec& spec);
-  // Blocking: makes the existing key `metadata.id` a chunk with that metadata
-  // (the receiving side of a transfer). kConflict when it already is one.
-  [[nodiscard]] Result<Chunk> adopt(Chunk metadata);
+  // Blocking: the receiving side of a chunk's transfer. Installs `pending` (its
+  // bytes all arrived) as chunk `metadata` (as its sender described it): the
+  // bytes and the metadata become visible together. kConflict when the bytes'
+  // checksum is not the metadata's (nothing is stored) or the chunk exists here.
+  [[nodiscard]] Result<Chunk> commit_received(PendingWrite pending, Chunk metadata);
 
   // A chunk, counted as an access when `access`.
   [[nodiscard]] Result<Chunk> get(std::string_view id, bool access = true);
@@ -178,6 +183,10 @@ class Pool {
   [[nodiscard]] Result<void> load();
   [[nodiscard]] Result<Chunk> finish_create(PendingWrite pending, const ChunkSpec& spec,
                                             std::string checksum);
+  // Makes `pending` chunk `chunk`: its record, then its metadata file (disk), then its bytes.
+  [[nodiscard]] Result<Chunk> install(PendingWrite pending, Chunk chunk);
+  // Start-up: removes keys named like chunks that have no metadata.
+  [[nodiscard]] Result<void> reclaim_strays();
   // Writes or removes the chunk's metadata file as its bytes' place says (see
   // Record). Blocking (only when there is something to do).
   [[nodiscard]] Result<void> sync_metadata(const std::string& id);
@@ -202,7 +211,7 @@ class Pool {
 bool is_chunk_id(std::string_view text);
 
 // A chunk's metadata (not its locations) as JSON: the form of its file on disk
-// and of PUT /api/v1/data/{id} when a chunk travels to another node.
+// and of the "chunk" field of a transfer that carries a chunk to another node.
 std::string metadata_json(const Chunk& chunk);
 // kBadRequest unless `text` is such metadata with a chunk id, a size and a valid
 // type and format (the other fields are optional).

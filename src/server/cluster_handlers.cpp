@@ -47,6 +47,12 @@ Response not_served() {
   return error_response(ErrorCode::kNotSupported, "this server does not take part in sends");
 }
 
+// What an error answer says (its "detail").
+std::string answer_detail(const Response& answer) {
+  auto parsed = json::parse(answer.head, nullptr, false);
+  return parsed.is_object() ? parsed.value("detail", "") : std::string();
+}
+
 // A send to a location of this node: a copy between its tiers.
 Reply send_here(std::string key, std::string node, Location destination,
                 std::optional<Location> source, bool delete_source, std::string target,
@@ -154,7 +160,6 @@ Reply handle_transfer_begin(Request& req, Context& ctx) {
   auto key = body.string("key");
   if (!key) return error_response(key.error());
   if (auto ok = validate_key(*key); !ok) return error_response(ok.error());
-  if (auto ok = check_not_chunk(*key, "written", ctx); !ok) return error_response(ok.error());
   auto size = body.unsigned_integer("size");
   if (!size) return error_response(size.error());
   if (!*size) return error_response(ErrorCode::kBadRequest, "missing field 'size'");
@@ -164,6 +169,33 @@ Reply handle_transfer_begin(Request& req, Context& ctx) {
   if (!location) return error_response(location.error());
   auto format = body.string("format", "bytes");
   if (!format) return error_response(format.error());
+  // A data pool chunk travels with its metadata, and becomes a chunk here only
+  // with its bytes, checked against the checksum the metadata gives.
+  std::optional<pool::Chunk> chunk;
+  if (const auto field = body.field("chunk")) {
+    if (ctx.pool == nullptr) {
+      return error_response(ErrorCode::kNotSupported, "this server has no data pool");
+    }
+    auto parsed = pool::parse_metadata_json(simdjson::to_string(*field));
+    if (!parsed) return error_response(parsed.error());
+    if (parsed->id != *key || parsed->size != **size || parsed->format != *format) {
+      return error_response(
+          ErrorCode::kBadRequest,
+          fmt::format("the chunk's metadata ({}, {} bytes, {}) does not describe the transfer "
+                      "({}, {} bytes, {})",
+                      parsed->id, parsed->size, parsed->format, *key, **size, *format));
+    }
+    if (parsed->checksum.empty()) {
+      return error_response(ErrorCode::kBadRequest, "a chunk is sent with its checksum");
+    }
+    if (ctx.pool->owns(*key)) {
+      return error_response(ErrorCode::kConflict,
+                            fmt::format("'{}' is already a chunk of this server", *key));
+    }
+    chunk = std::move(*parsed);
+  } else if (auto ok = check_not_chunk(*key, "written", ctx); !ok) {
+    return error_response(ok.error());
+  }
   if (*format == "json") {
     // JSON values are checked as they are written: they come whole, by /write_extended.
     return error_response(ErrorCode::kBadRequest,
@@ -175,10 +207,12 @@ Reply handle_transfer_begin(Request& req, Context& ctx) {
                                       **size, ctx.limits.max_value_size));
   }
   return Reply(std::function<Response()>([&ctx, key = std::move(*key), size = **size,
-                                          location = *location, format = std::move(*format)] {
+                                          location = *location, format = std::move(*format),
+                                          chunk = std::move(chunk),
+                                          connection = req.connection]() mutable {
     auto pending = ctx.store.prepare_write(key, location, size, format);
     if (!pending) return error_response(pending.error());
-    auto id = ctx.transfers->begin(std::move(*pending));
+    auto id = ctx.transfers->begin(std::move(*pending), std::move(chunk), connection);
     if (!id) return error_response(id.error());
     return json_response(
         dump({{"transfer", *id},
@@ -199,11 +233,37 @@ Reply handle_transfer_range(Request& req, Context& ctx) {
 
 Reply handle_transfer_commit(Request& req, Context& ctx) {
   if (ctx.transfers == nullptr) return not_served();
-  auto pending = ctx.transfers->complete(req.param);
-  if (!pending) return error_response(pending.error());
-  auto shared = std::make_shared<PendingWrite>(std::move(*pending));
-  return Reply(std::function<Response()>(
-      [&ctx, shared] { return commit_raw_value(std::move(*shared), ctx); }));
+  auto received = ctx.transfers->complete(req.param);
+  if (!received) return error_response(received.error());
+  auto shared = std::make_shared<cluster::IncomingTransfers::Received>(std::move(*received));
+  // Blocking (a disk value is sealed, a chunk's bytes checked): on the io pool.
+  return Reply(std::function<Response()>([&ctx, shared, id = req.param] {
+    Response answer;
+    if (shared->chunk) {
+      auto chunk = ctx.pool->commit_received(std::move(shared->pending), std::move(*shared->chunk));
+      answer = chunk ? json_response(dump({{"status", "success"},
+                                           {"key", chunk->id},
+                                           {"chunk_id", chunk->id},
+                                           {"size", chunk->size},
+                                           {"checksum", chunk->checksum}}))
+                     : error_response(chunk.error());
+    } else {
+      answer = commit_raw_value(std::move(shared->pending), ctx);
+    }
+    ctx.transfers->settle(id, answer.status == 200
+                                  ? std::nullopt
+                                  : std::optional<Error>(Error{answer.error.value_or(ErrorCode::kInternal), answer_detail(answer)}));
+    return answer;
+  }));
+}
+
+Reply handle_transfer_state(Request& req, Context& ctx) {
+  if (ctx.transfers == nullptr) return not_served();
+  auto state = ctx.transfers->state(req.param);
+  if (!state) return error_response(state.error());
+  json answer = {{"transfer", req.param}, {"state", state->state}};
+  if (!state->detail.empty()) answer["detail"] = state->detail;
+  return json_response(dump(answer));
 }
 
 Reply handle_transfer_abort(Request& req, Context& ctx) {

@@ -38,6 +38,9 @@ struct Request {
   std::optional<PendingWrite> value;        // raw value bodies, already received
   std::optional<RawTarget> raw_target;      // raw values tagged json (the body is in `body`)
   std::uint64_t range_received = 0;         // PUT /transfers/{id}: the range's bytes, stored
+  // The connection it came on when the client keeps that one open (not
+  // "Connection: close"), else 0: what a transfer is tied to.
+  std::uint64_t connection = 0;
 };
 
 // A response body produced in pieces, for answers too large to build whole

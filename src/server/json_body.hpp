@@ -16,6 +16,15 @@ namespace gswarm::server {
 
 simdjson::dom::parser& thread_parser();
 
+// Whether `text` is valid JSON by the grammar alone: integers of any size
+// (simdjson refuses those beyond 64 bits; Python writes them).
+bool is_json_text(const std::string& text);
+
+// parse_json's message for such a text.
+inline constexpr const char* kWideIntegerMessage =
+    "JSON with an integer beyond 64 bits, which this endpoint cannot take: store such a value "
+    "as application/octet-stream to /write_extended with format=json";
+
 class JsonBody {
  public:
   JsonBody() = default;
@@ -42,6 +51,9 @@ class JsonBody {
     // The session leaves kJsonPadding bytes of capacity after JSON bodies.
     const bool padded = text.capacity() - text.size() >= simdjson::SIMDJSON_PADDING;
     auto doc = parser.parse(text.data(), text.size(), !padded);
+    if (doc.error() == simdjson::NUMBER_ERROR && is_json_text(text)) {
+      return make_error(ErrorCode::kBadRequest, kWideIntegerMessage);
+    }
     if (doc.error()) {
       return make_error(ErrorCode::kBadRequest,
                         fmt::format("not valid JSON: {}", simdjson::error_message(doc.error())));

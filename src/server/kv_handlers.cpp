@@ -167,11 +167,18 @@ bool submit_detached(Context& ctx, std::function<void()> task) {
 }
 
 Result<void> check_not_chunk(std::string_view key, std::string_view what, Context& ctx) {
-  if (ctx.pool == nullptr || !ctx.pool->owns(key)) return {};
+  if (!pool::is_chunk_id(key)) return {};
+  if (ctx.pool != nullptr && ctx.pool->owns(key)) {
+    return make_error(ErrorCode::kConflict,
+                      fmt::format("'{}' is a data pool chunk: it cannot be {} with the key-value "
+                                  "commands; use gswarm data move / transfer / delete (the "
+                                  "/api/v1/data endpoints)",
+                                  key, what));
+  }
   return make_error(ErrorCode::kConflict,
-                    fmt::format("'{}' is a data pool chunk: it cannot be {} with the key-value "
-                                "commands; use gswarm data move / transfer / delete (the "
-                                "/api/v1/data endpoints)",
+                    fmt::format("'{}' is named like a data pool chunk (chunk_ and 16 hex digits): "
+                                "such keys are the data pool's and cannot be {} with the "
+                                "key-value commands; choose another name",
                                 key, what));
 }
 
@@ -257,7 +264,8 @@ Reply handle_write_extended(Request& req, Context& ctx) {
     if (!held) return error_response(held.error());
     auto doc = JsonBody::parse_json(req.body);
     JsonBody::shrink_parser();
-    if (!doc) {
+    // Stored values are pasted, never parsed again: the grammar is enough.
+    if (!doc && doc.error().message != kWideIntegerMessage) {
       return error_response(ErrorCode::kBadRequest,
                             fmt::format("the value is tagged format=json but is {}; send it "
                                         "with another format tag (e.g. bytes) to store it as is",
@@ -671,6 +679,8 @@ Reply handle_stats(Request& req, Context& ctx) {
       {"move_threads", s.move_threads},
       {"io_threads", s.io_threads},
       {"host_cache_bytes", s.host_cache_bytes},
+      {"pinned_cache_bytes", s.pinned_cache_bytes},
+      {"resident_memory", resident_memory()},
       {"memory_info",
        {{"total", m.total}, {"available", m.available}, {"used", m.used}, {"percent", m.percent}}},
       {"warnings", std::move(warnings)},

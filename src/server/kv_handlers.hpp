@@ -15,6 +15,7 @@ namespace gswarm::cluster {
 class IncomingTransfers;
 class Membership;
 class Sender;
+class UrlSources;
 }  // namespace gswarm::cluster
 
 namespace gswarm::pool {
@@ -56,6 +57,7 @@ struct Context {
   cluster::Sender* sender = nullptr;
   cluster::IncomingTransfers* transfers = nullptr;
   pool::Pool* pool = nullptr;  // the data pool; null: not served
+  cluster::UrlSources* url_sources = nullptr;  // URL sources of the pool; null: none fetched
 };
 
 // Holds bytes of --max-buffer-memory for as long as it lives.
@@ -90,8 +92,9 @@ class BufferCharge {
 // ctx.state->detached_tasks. False when `max_queued_moves` tasks are waiting.
 [[nodiscard]] bool submit_detached(Context& ctx, std::function<void()> task);
 
-// kConflict when `key` belongs to a data pool chunk, which only the pool's
-// endpoints may write, move or release (`what` names the refused operation).
+// kConflict when `key` is named like a data pool chunk (pool::is_chunk_id):
+// such keys are the pool's, which alone may write, move or release them, even
+// before a chunk of that name exists (`what` names the refused operation).
 [[nodiscard]] Result<void> check_not_chunk(std::string_view key, std::string_view what,
                                            Context& ctx);
 
@@ -131,13 +134,14 @@ Reply handle_transfer_begin(Request& req, Context& ctx);
 Reply handle_transfer_range(Request& req, Context& ctx);
 Reply handle_transfer_commit(Request& req, Context& ctx);
 Reply handle_transfer_abort(Request& req, Context& ctx);
+// GET /transfers/{id}: receiving, committing, committed or failed.
+Reply handle_transfer_state(Request& req, Context& ctx);
 
 // pool_handlers.cpp: the data pool, /api/v1/data.
 Reply handle_chunks(Request& req, Context& ctx);
 Reply handle_chunk_create(Request& req, Context& ctx);
 Reply handle_chunk_get(Request& req, Context& ctx);
 Reply handle_chunk_post(Request& req, Context& ctx);  // move, transfer, references
-Reply handle_chunk_put(Request& req, Context& ctx);   // a transferred chunk's metadata
 Reply handle_chunk_delete(Request& req, Context& ctx);
 // Reserves room for a chunk uploaded as the body of POST /api/v1/data (the
 // device, type and format in the query) before the body is read.

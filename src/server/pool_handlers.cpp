@@ -139,9 +139,10 @@ Result<std::unique_ptr<pool::Source>> open_source(const std::string& source, Con
                       "key:NAME, or upload the bytes as application/octet-stream");
   }
   if (cluster::is_url(source)) {
-    std::chrono::milliseconds timeout{30'000};
-    if (ctx.sender != nullptr) timeout = ctx.sender->options().timeout;
-    return cluster::open_url_source(source, timeout, &ctx.store.stopping());
+    if (ctx.url_sources == nullptr) {
+      return make_error(ErrorCode::kForbidden, "this server fetches no URL sources");
+    }
+    return ctx.url_sources->open(source, &ctx.store.stopping());
   }
   if (source.starts_with("key:")) {
     auto source_key = pool::open_key_source(ctx.store, source.substr(4));
@@ -153,6 +154,18 @@ Result<std::unique_ptr<pool::Source>> open_source(const std::string& source, Con
   std::string_view path = source;
   if (path.starts_with("file://")) path.remove_prefix(7);
   return pool::open_file_source(path, ctx.pool->source_roots());
+}
+
+// open_source, refusing a source over --max-value-size before its bytes.
+Result<std::shared_ptr<pool::Source>> open_checked_source(const std::string& source, Context& ctx) {
+  auto opened = open_source(source, ctx);
+  if (!opened) return tl::unexpected(opened.error());
+  if ((*opened)->size() > ctx.limits.max_value_size) {
+    return make_error(ErrorCode::kTooLarge,
+                      fmt::format("the source is {} bytes, over --max-value-size ({} bytes)",
+                                  (*opened)->size(), ctx.limits.max_value_size));
+  }
+  return std::shared_ptr<pool::Source>(std::move(*opened));
 }
 
 Response created(const Result<Chunk>& chunk, std::uint64_t operation) {
@@ -276,19 +289,35 @@ Reply handle_chunk_create(Request& req, Context& ctx) {
   if (!spec) return error_response(spec.error());
   spec->source = *source;
 
+  // A file or a key opens at once: one the server may not read is refused
+  // here, before an operation is listed for it. A URL opens in the work, once
+  // it is known to be allowed and a place among the fetches is held for it.
+  std::shared_ptr<pool::Source> opened_now;
+  cluster::UrlSources::Slot fetching;
+  if (!cluster::is_url(spec->source)) {
+    auto opened = open_checked_source(spec->source, ctx);
+    if (!opened) return error_response(opened.error());
+    opened_now = std::move(*opened);
+  } else {
+    if (ctx.url_sources == nullptr) {
+      return error_response(ErrorCode::kForbidden, "this server fetches no URL sources");
+    }
+    if (auto allowed = ctx.url_sources->check(spec->source); !allowed) {
+      return error_response(allowed.error());
+    }
+    auto slot = ctx.url_sources->acquire();
+    if (!slot) return error_response(slot.error());
+    fetching = std::move(*slot);
+  }
   const std::string id = ctx.pool->new_id();
   Operations& operations = ctx.store.operations();
   const std::uint64_t operation =
       operations.add("create", id, spec->device, 0, &ctx.store.stopping());
-  auto work = [&ctx, id, operation, spec = std::move(*spec)] {
+  auto work = [&ctx, id, operation, opened_now, fetching, spec = std::move(*spec)] {
     Operations& ops = ctx.store.operations();
     const auto started = std::chrono::steady_clock::now();
-    auto opened = open_source(spec.source, ctx);
-    if (opened && (*opened)->size() > ctx.limits.max_value_size) {
-      opened = tl::unexpected(Error{
-          ErrorCode::kTooLarge, fmt::format("the source is {} bytes, over --max-value-size ({} bytes)",
-                                            (*opened)->size(), ctx.limits.max_value_size)});
-    }
+    Result<std::shared_ptr<pool::Source>> opened = opened_now;
+    if (opened_now == nullptr) opened = open_checked_source(spec.source, ctx);
     Result<Chunk> chunk = opened ? Result<Chunk>() : tl::unexpected(opened.error());
     if (opened) {
       ops.set_total(operation, (*opened)->size());
@@ -429,24 +458,6 @@ Reply handle_chunk_post(Request& req, Context& ctx) {
                              {"state", "queued"},
                              {"task_id", operation},
                              {"operation_url", fmt::format("/operations/{}", operation)}}));
-}
-
-Reply handle_chunk_put(Request& req, Context& ctx) {
-  if (ctx.pool == nullptr) return not_served();
-  ChunkPath path = split_path(req.param);
-  if (!path.action.empty()) return no_such_endpoint(req);
-  auto metadata = pool::parse_metadata_json(req.body);
-  if (!metadata) return error_response(metadata.error());
-  if (metadata->id != path.id) {
-    return error_response(ErrorCode::kBadRequest,
-                          fmt::format("the body describes '{}', the path names '{}'", metadata->id,
-                                      path.id));
-  }
-  return Reply(std::function<Response()>([&ctx, metadata = std::move(*metadata)]() mutable {
-    auto chunk = ctx.pool->adopt(std::move(metadata));
-    if (!chunk) return error_response(chunk.error());
-    return json_response(dump(chunk_json(*chunk)));
-  }));
 }
 
 Reply handle_chunk_delete(Request& req, Context& ctx) {

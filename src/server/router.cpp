@@ -56,6 +56,8 @@ constexpr std::array kRoutes = {
           "Commit a transfer"},
     Route{"DELETE", "/transfers/", true, BodyKind::kNone, handle_transfer_abort, "id",
           "Abort a transfer"},
+    Route{"GET", "/transfers/", true, BodyKind::kNone, handle_transfer_state, "id",
+          "Where a transfer stands: receiving, committing, committed or failed"},
     Route{"GET", "/api/v1/data", false, BodyKind::kNone, handle_chunks, "",
           "List data pool chunks (?device=&type=)"},
     Route{"POST", "/api/v1/data", false, BodyKind::kJsonOrUpload, handle_chunk_create, "",
@@ -64,8 +66,6 @@ constexpr std::array kRoutes = {
           "One chunk: metadata, locations, references"},
     Route{"POST", "/api/v1/data/", true, BodyKind::kControl, handle_chunk_post, "id",
           "Chunk actions: {id}/move, {id}/transfer, {id}/references"},
-    Route{"PUT", "/api/v1/data/", true, BodyKind::kControl, handle_chunk_put, "id",
-          "Store a chunk's metadata (server to server)"},
     Route{"DELETE", "/api/v1/data/", true, BodyKind::kNone, handle_chunk_delete, "id",
           "Delete a chunk, or drop a reference ({id}/references/{holder})"},
 };

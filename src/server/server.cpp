@@ -27,6 +27,8 @@
 
 #include "cluster/incoming.hpp"
 #include "cluster/membership.hpp"
+#include "cluster/peer_connection.hpp"
+#include "cluster/url_source.hpp"
 #include "pool/pool.hpp"
 #include "server/local_socket.hpp"
 #include "server/session.hpp"
@@ -158,8 +160,13 @@ struct Server::Impl {
         ctx{store, options.limits, node_name(options.node_name), &state},
         membership(ctx.node_name, cluster::Address{options.host, options.port}),
         sender(store, membership, options.cluster.sender),
-        transfers(options.cluster.transfer_timeout) {
+        transfers(options.cluster.transfer_timeout),
+        url_sources(cluster::UrlSources::Options{
+            options.url_source_allow, options.source_timeout, options.cluster.sender.timeout,
+            // Half the movers at most: slow sources never hold up every move.
+            std::max(1, store.movers().threads() / 2)}) {
     ctx.membership = &membership;
+    ctx.url_sources = &url_sources;
     ctx.sender = &sender;
     ctx.transfers = &transfers;
     state.buffers.set_limit(options.max_buffer_memory);
@@ -244,7 +251,13 @@ struct Server::Impl {
       if (auto ok = membership.load_peers_file(c.peers_file); !ok) return ok;
     }
     if (!c.etcd.url.empty()) {
-      etcd = std::make_unique<cluster::EtcdMembership>(membership, c.etcd);
+      auto etcd_options = c.etcd;
+      if (!etcd_options.answers) {
+        etcd_options.answers = [tls = c.sender.tls](const cluster::Address& address) {
+          return cluster::answers_health(address, std::chrono::seconds(1), tls.get());
+        };
+      }
+      etcd = std::make_unique<cluster::EtcdMembership>(membership, std::move(etcd_options));
       if (auto ok = etcd->start(); !ok) return ok;
     }
     return {};
@@ -427,6 +440,7 @@ struct Server::Impl {
   cluster::Membership membership;
   cluster::Sender sender;
   cluster::IncomingTransfers transfers;
+  cluster::UrlSources url_sources;
   std::unique_ptr<cluster::EtcdMembership> etcd;  // leaves etcd when the server is destroyed
   std::unique_ptr<pool::Pool> pool;
   std::vector<std::unique_ptr<Loop>> loops;

@@ -60,6 +60,10 @@ struct ServerOptions {
   ClusterOptions cluster;
   // Directories whose files POST /api/v1/data may read as sources (--source-root).
   std::vector<std::string> source_roots;
+  // Hosts (host or host:port globs) whose http:// URLs POST /api/v1/data may
+  // fetch (--url-source-allow); empty: none. A whole fetch's deadline.
+  std::vector<std::string> url_source_allow;
+  std::chrono::seconds source_timeout{300};
   bool local_socket = true;  // serve read pointers to local processes
   // Trust (doc/security.md).
   std::string token;           // not empty: every request but GET /health must carry it

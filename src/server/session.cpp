@@ -435,6 +435,7 @@ asio::awaitable<Outcome> handle(Connection& conn, beast::flat_buffer& buffer,
   req.path = std::string(target.substr(0, qpos));
   req.content_type = std::string(head[http::field::content_type]);
   req.accept = std::string(head[http::field::accept]);
+  if (head.keep_alive()) req.connection = conn.id;
   const std::uint64_t length = parser.content_length().value_or(0);
 
   const auto origin = head.find(http::field::origin);
@@ -725,6 +726,12 @@ asio::awaitable<beast::error_code> read_head(Connection& conn, beast::flat_buffe
     auto [ec, n] = co_await conn.stream.async_read_some(buffer.prepare(room), kAwait);
     conn.disarm();
     conn.idle = false;
+    // A connection that began a transfer stays open while the transfer lives
+    // (the transfer has an idle timeout of its own): its closing drops it.
+    if (ec && conn.timed_out && !begun && env.ctx.transfers != nullptr &&
+        env.ctx.transfers->holds(conn.id) && !env.stopping.load(std::memory_order_relaxed)) {
+      continue;
+    }
     if (ec == asio::error::eof) {
       co_return buffer.size() > 0 || parser.got_some() ? http::error::partial_message
                                                        : http::error::end_of_stream;
@@ -822,6 +829,7 @@ asio::awaitable<void> serve(std::shared_ptr<Connection> conn, SessionEnv env,
     }
   }
   if (conn->pending_ticket != 0) env.pending.remove(std::exchange(conn->pending_ticket, 0));
+  if (env.ctx.transfers != nullptr) env.ctx.transfers->connection_closed(conn->id);
   if (linger) co_await drain_unread_body(*conn);
   beast::error_code ignored;
   conn->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);

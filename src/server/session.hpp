@@ -91,7 +91,7 @@ class Stream {
 struct Connection {
   using Clock = std::chrono::steady_clock;
   Connection(boost::asio::ip::tcp::socket s, boost::asio::ssl::context* tls)
-      : stream(std::move(s), tls) {}
+      : stream(std::move(s), tls), id(next_id()) {}
 
   void arm(std::chrono::seconds timeout) {
     armed_for = timeout;
@@ -118,6 +118,7 @@ struct Connection {
   bool write_progressed();
 
   Stream stream;
+  const std::uint64_t id;  // unique in this process, never 0
   Clock::time_point deadline = Clock::time_point::max();
   // When the server stops: the moment this connection is closed, whatever it does.
   Clock::time_point drain_deadline = Clock::time_point::max();
@@ -129,6 +130,12 @@ struct Connection {
   int send_queue = -1;        // bytes the kernel held when last looked at; -1: not looked at
   // Its ticket in PendingConnections until a request passed the access check; 0 after.
   std::uint64_t pending_ticket = 0;
+
+ private:
+  static std::uint64_t next_id() {
+    static std::atomic<std::uint64_t> last{0};
+    return last.fetch_add(1, std::memory_order_relaxed) + 1;
+  }
 };
 
 // Connections of one event loop; only touched on that loop's thread.

@@ -235,7 +235,7 @@ class DiskExtent final : public Extent {
       return make_error(ErrorCode::kInternal, "sealing a partial disk value");
     }
     if (abandoned_.load(std::memory_order_relaxed)) return replaced();
-    if (ranged > 0) {
+    if (ranged > 0 && !hashed_) {
       if (auto hashed = hash_file(); !hashed) return hashed;
     }
     header_.payload_hash = XXH3_64bits_digest(&hash_state_);
@@ -268,6 +268,19 @@ class DiskExtent final : public Extent {
     }
     GSWARM_TEST_POINT("disk.published");
     return {};
+  }
+
+  Result<std::uint64_t> digest() override {
+    if (published_) return payload_hash_;
+    const std::uint64_t ranged = ranged_.load(std::memory_order_relaxed);
+    if (written_ + ranged != size_) {
+      return make_error(ErrorCode::kInternal, "the digest of a partial disk value");
+    }
+    if (ranged > 0 && !hashed_) {
+      if (auto hashed = hash_file(); !hashed) return tl::unexpected(hashed.error());
+      hashed_ = true;
+    }
+    return XXH3_64bits_digest(&hash_state_);
   }
 
   Result<void> read(std::uint64_t offset, std::span<std::byte> out) const override {
@@ -358,6 +371,7 @@ class DiskExtent final : public Extent {
   std::uint64_t written_ = 0;
   std::uint64_t flushed_ = 0;
   std::atomic<std::uint64_t> ranged_{0};  // bytes written by write_range(), any thread
+  bool hashed_ = false;  // hash_state_ holds the ranged bytes (digest() read them back)
 };
 
 // ---- start-up checks -------------------------------------------------------------

@@ -87,6 +87,11 @@ DramTier::DramTier(std::uint64_t max_memory)
 
 DramTier::~DramTier() { g_tiers[index_].store(nullptr, std::memory_order_relaxed); }
 
+void DramTier::set_limit(std::uint64_t bytes) {
+  counter_.set_limit(bytes);
+  SharedMemory::trim_cache(headroom());
+}
+
 std::uint64_t DramTier::charge(std::uint64_t size) {
   return size < kSmallValue ? size + sizeof(SmallDramExtent) : size;
 }

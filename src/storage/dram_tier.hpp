@@ -33,7 +33,8 @@ class DramTier final : public Tier {
                              std::string_view format) override;
   const LimitCounter& counter() const override { return counter_; }
   LimitCounter& counter() { return counter_; }
-  void set_limit(std::uint64_t bytes) { counter_.set_limit(bytes); }
+  // A new limit; freed blocks kept for reuse beyond the room it leaves go at once.
+  void set_limit(std::uint64_t bytes);
   // Bytes of the values themselves (the counter adds headers and key metadata).
   std::uint64_t value_bytes() const { return value_bytes_.load(std::memory_order_relaxed); }
 

@@ -1,8 +1,12 @@
 #include "storage/extent.hpp"
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
+
+#include "core/checksum.hpp"
 
 namespace gswarm {
 
@@ -24,6 +28,23 @@ Result<void> Extent::write(std::uint64_t offset, std::span<const std::byte> in) 
   }
   std::memcpy(p + offset, in.data(), in.size());
   return {};
+}
+
+Result<std::uint64_t> Extent::digest() {
+  Checksum checksum;
+  if (const std::byte* p = host_data()) {
+    checksum.update({p, size()});
+    return checksum.digest();
+  }
+  constexpr std::size_t kPiece = 4 << 20;
+  auto piece = std::make_unique_for_overwrite<std::byte[]>(std::min<std::uint64_t>(kPiece, size()));
+  for (std::uint64_t at = 0; at < size();) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(kPiece, size() - at));
+    if (auto ok = read(at, {piece.get(), n}); !ok) return tl::unexpected(ok.error());
+    checksum.update({piece.get(), n});
+    at += n;
+  }
+  return checksum.digest();
 }
 
 Result<ExportedValue> Extent::export_read_only() const {

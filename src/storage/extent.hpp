@@ -82,6 +82,11 @@ class Extent {
                                                 bool in_page_locked) {
     return write(offset, in);
   }
+  // XXH3-64 of the bytes (core/checksum.hpp), e.g. of a pending write whose
+  // bytes all arrived, to check them against what their sender says. Blocking
+  // for tiers the CPU cannot address. The disk tier keeps it for seal(), so
+  // that a value's bytes are read back once, not twice.
+  [[nodiscard]] virtual Result<std::uint64_t> digest();
   // Makes the extent durable and complete. Blocking for the disk tier.
   [[nodiscard]] virtual Result<void> seal() { return {}; }
   // Checks a full copy of the bytes against the tier's own checksum, if it has one.

@@ -150,6 +150,10 @@ std::size_t Store::shard_index(std::string_view key) const {
 Store::Store(const StoreOptions& options)
     : options_(options),
       dram_(std::make_unique<DramTier>(options.max_memory)),
+      key_metadata_("--max-key-metadata", options.max_key_metadata != 0 ? options.max_key_metadata
+                                          : options.max_memory == 0
+                                              ? 0
+                                              : std::max(64 * kMiB, options.max_memory / 16)),
       backend_(options.devices ? options.devices : default_device_backend()),
       io_(std::make_unique<TaskPool>("gswarm-io", options.io_threads)),
       movers_(std::make_unique<TaskPool>("gswarm-mover", options.move_threads)) {
@@ -350,12 +354,18 @@ Result<PendingWrite> Store::prepare_write(std::string key, Location location, st
   }
   // A new key's metadata must fit too: say so now, before any byte arrives.
   if (new_key) {
-    if (auto ok = dram_->counter().check(key_charge(key), "DRAM (key metadata)"); !ok) {
-      return tl::unexpected(ok.error());
-    }
+    if (auto ok = check_key(key_charge(key)); !ok) return tl::unexpected(ok.error());
   }
   auto extent = tier(location)->allocate(size, key, format);
-  if (!extent) return tl::unexpected(extent.error());
+  if (!extent) {
+    Error error = std::move(extent.error());
+    // Name the value: a sender or a data pool create learns which one it was.
+    if (error.code == ErrorCode::kOverLimit) {
+      error.message = fmt::format("'{}' ({}) does not fit: {}", key, format_size(size),
+                                  error.message);
+    }
+    return tl::unexpected(std::move(error));
+  }
   pending.extent_ = std::move(*extent);
   pending.key_ = std::move(key);
   return pending;
@@ -368,18 +378,16 @@ Result<WriteResult> Store::commit_write(PendingWrite pending) {
   }
   // A new key's metadata is reserved before the value becomes durable: a write
   // refused for lack of room must leave nothing on disk.
-  const bool reserved =
-      dram_->counter().reserve(key_charge(pending.key_), "DRAM (key metadata)").has_value();
+  const bool reserved = reserve_key(key_charge(pending.key_)).has_value();
   if (!reserved) {
     Shard& shard = shard_for(pending.key_);
     std::lock_guard lock(shard.mutex);
     if (!shard.nodes.contains(std::string_view(pending.key_))) {
-      return tl::unexpected(
-          dram_->counter().check(key_charge(pending.key_), "DRAM (key metadata)").error());
+      return tl::unexpected(check_key(key_charge(pending.key_)).error());
     }
   }
   if (auto ok = pending.extent_->seal(); !ok) {
-    if (reserved) dram_->counter().release(key_charge(pending.key_));
+    if (reserved) release_key(key_charge(pending.key_));
     return tl::unexpected(ok.error());
   }
   auto result = install(pending.key_, pending.extent_, pending.format_,
@@ -402,7 +410,7 @@ Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::
   const std::uint64_t key_bytes = key_charge(key);
   auto format_id = FormatTable::acquire(format);
   if (!format_id) {
-    if (charge == KeyCharge::kReserved) dram_->counter().release(key_bytes);
+    if (charge == KeyCharge::kReserved) release_key(key_bytes);
     return tl::unexpected(format_id.error());
   }
   std::vector<Replica> old;
@@ -414,9 +422,10 @@ Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::
     Node* node = nullptr;
     if (it == shard.nodes.end()) {
       if (charge == KeyCharge::kRecovered) {
+        key_metadata_.add(key_bytes);
         dram_->counter().add(key_bytes);
       } else if (charge == KeyCharge::kReserve) {
-        if (auto ok = dram_->counter().reserve(key_bytes, "DRAM (key metadata)"); !ok) {
+        if (auto ok = reserve_key(key_bytes); !ok) {
           FormatTable::release(*format_id);
           return tl::unexpected(ok.error());
         }
@@ -430,7 +439,7 @@ Result<WriteResult> Store::install(std::string_view key, ExtentRef extent, std::
       count(node->entry, -1);
       old = take_replicas(node->entry);
       FormatTable::release(node->entry.format);
-      if (charge == KeyCharge::kReserved) dram_->counter().release(key_bytes);
+      if (charge == KeyCharge::kReserved) release_key(key_bytes);
     }
     note_retiring(shard, key, old);
     Entry& entry = node->entry;
@@ -493,7 +502,7 @@ Result<void> Store::release(std::string_view key, std::optional<std::uint64_t> v
       const std::uint64_t charge = key_charge(key);
       shard.nodes.erase(it);
       Node::destroy(node);
-      dram_->counter().release(charge);
+      release_key(charge);
       metadata_bytes_.fetch_sub(charge, std::memory_order_relaxed);
       total_keys_.fetch_sub(1, std::memory_order_relaxed);
     }
@@ -869,6 +878,7 @@ StoreStats Store::stats() const {
   s.io_threads = io_->threads();
   s.disk_path = disk_->root().string();
   s.host_cache_bytes = SharedMemory::cached_bytes();
+  s.pinned_cache_bytes = pinned_->cached_bytes();
   s.device_backend = backend_->name();
   for (int d = 0; d < device_count(); ++d) {
     auto usage = devices_[d]->usage();
@@ -880,5 +890,20 @@ StoreStats Store::stats() const {
 }
 
 void Store::set_max_memory(std::uint64_t bytes) { dram_->set_limit(bytes); }
+
+Result<void> Store::reserve_key(std::uint64_t bytes) {
+  if (auto ok = key_metadata_.reserve(bytes, "key metadata"); !ok) return ok;
+  dram_->counter().add(bytes);
+  return {};
+}
+
+Result<void> Store::check_key(std::uint64_t bytes) const {
+  return key_metadata_.check(bytes, "key metadata");
+}
+
+void Store::release_key(std::uint64_t bytes) {
+  key_metadata_.release(bytes);
+  dram_->counter().release(bytes);
+}
 
 }  // namespace gswarm

@@ -50,6 +50,7 @@
 #include "storage/operations.hpp"
 #include "storage/shared_memory.hpp"
 #include "storage/task_pool.hpp"
+#include "storage/tier.hpp"
 
 namespace gswarm {
 
@@ -70,6 +71,11 @@ struct StoreOptions {
   int io_threads = 4;                   // blocking steps of requests
   std::size_t max_queued_moves = 1024;  // asynchronous moves waiting to run
   std::uint64_t move_rate_limit = 0;    // bytes/s per move; 0: unlimited
+  // What key metadata may take (--max-key-metadata). It is counted in DRAM's
+  // use but bounded by this allowance instead of --max-memory, so that a full
+  // DRAM still takes writes to other tiers. 0: max_memory / 16, at least 64 MiB
+  // (unbounded when max_memory is).
+  std::uint64_t max_key_metadata = 0;
 };
 
 enum class CopyStatus : std::uint8_t { kComplete, kCopying, kError };
@@ -153,7 +159,8 @@ struct StoreStats {
   int move_threads = 0;
   int io_threads = 0;
   std::string disk_path;
-  std::uint64_t host_cache_bytes = 0;
+  std::uint64_t host_cache_bytes = 0;    // freed DRAM segments kept for reuse
+  std::uint64_t pinned_cache_bytes = 0;  // freed pinned segments kept for reuse
   std::string device_backend;
   std::vector<DeviceStats> devices;
 };
@@ -194,6 +201,10 @@ class PendingWrite {
     if (checksum_ && direct()) checksum_->update(buffer());
   }
   const Checksum* checksum() const { return checksum_.get(); }
+  // XXH3-64 of the bytes once they all arrived (however they came: appended,
+  // through buffer(), in ranges), to check them against their sender's
+  // checksum before commit_write. Blocking unless direct().
+  [[nodiscard]] Result<std::uint64_t> digest() { return extent_->digest(); }
 
  private:
   friend class Store;
@@ -384,9 +395,15 @@ class Store {
   // Takes every replica out of `entry` (the caller holds the shard lock).
   static std::vector<Replica> take_replicas(Entry& entry);
   std::uint64_t key_charge(std::string_view key) const { return kKeyOverhead + key.size(); }
+  // A new key's metadata: reserved in its own allowance, then added to DRAM's use
+  // whatever DRAM's limit (kOverLimit only when the allowance is spent).
+  [[nodiscard]] Result<void> reserve_key(std::uint64_t bytes);
+  [[nodiscard]] Result<void> check_key(std::uint64_t bytes) const;
+  void release_key(std::uint64_t bytes);
 
   const StoreOptions options_;
   std::unique_ptr<DramTier> dram_;
+  LimitCounter key_metadata_;  // the allowance of reserve_key()
   std::unique_ptr<PinnedTier> pinned_;
   std::unique_ptr<DiskTier> disk_;
   std::shared_ptr<DeviceBackend> backend_;

@@ -1,5 +1,7 @@
 #include "storage/system_memory.hpp"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <string>
 
@@ -21,6 +23,13 @@ SystemMemory system_memory() {
     m.percent = 100.0 * static_cast<double>(m.used) / static_cast<double>(m.total);
   }
   return m;
+}
+
+std::uint64_t resident_memory() {
+  std::ifstream in("/proc/self/statm");
+  std::uint64_t pages = 0, resident = 0;
+  if (!(in >> pages >> resident)) return 0;
+  return resident * static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 }  // namespace gswarm

@@ -1,4 +1,5 @@
-// The machine's memory, for /stats ("memory_info"). Reads /proc/meminfo.
+// The machine's memory and this process's, for /stats ("memory_info",
+// "resident_memory"). Reads /proc.
 #pragma once
 
 #include <cstdint>
@@ -13,5 +14,7 @@ struct SystemMemory {
 };
 
 SystemMemory system_memory();
+// This process's resident memory (/proc/self/statm), 0 when unknown.
+std::uint64_t resident_memory();
 
 }  // namespace gswarm

@@ -361,6 +361,15 @@ def test_default_host_is_localhost_9015():
     assert "localhost:9015" in one_error_line(result)
 
 
+def test_a_host_without_a_port_means_9015_and_says_so():
+    for host in ("localhost", "127.0.0.1", "http://127.0.0.1/"):
+        result = run("stats", host=host)
+        if result.returncode == 0:
+            pytest.skip("a server is running on port 9015")
+        expected = "localhost:9015" if host == "localhost" else "127.0.0.1:9015"
+        assert f"cannot connect to {expected}" in one_error_line(result)
+
+
 def test_missing_key(server):
     for args in (("read", "no:such:key"), ("release", "no:such:key"), ("get-location", "no:such:key"),
                  ("move-data", "no:such:key", "disk")):

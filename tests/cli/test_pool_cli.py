@@ -270,6 +270,7 @@ def test_spec_http_example_runs(pool_server, pool_node2, sources):
         if there.status_code == 200 or time.monotonic() > deadline:
             break
         time.sleep(0.02)
-    assert there.status_code == 200, there.text
+    assert there.status_code == 200, (
+        there.text, requests.get(f"http://{host}/operations", timeout=30).text)
     assert there.json()["checksum"] == scope["chunk_info"]["checksum"]
     assert requests.get(f"http://{host}/api/v1/data/{chunk_id}", timeout=30).status_code == 404

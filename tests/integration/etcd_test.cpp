@@ -1,12 +1,15 @@
 // Membership through a real etcd (Debian's etcd-server), started here on
 // loopback ports: servers find each other by name, a killed server drops out
-// when its lease ends, a stopped one at once, and a server that cannot reach the
-// etcd it was given does not start.
+// when its lease ends, a stopped one at once, live ones stay alive when etcd
+// restarts empty, and a server that cannot reach the etcd it was given does not
+// start.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -24,25 +27,41 @@ namespace fs = std::filesystem;
 // One etcd member on loopback ports, stopped by its process id.
 class Etcd {
  public:
-  explicit Etcd(const fs::path& dir) {
+  explicit Etcd(const fs::path& dir) : dir_(dir) {
     client_ = unused_port();
-    const int peer = unused_port();
+    peer_ = unused_port();
+    start();
+  }
+  // Killed and started again on the same ports with no data: every lease and
+  // key is gone while the servers live on.
+  bool restart_empty() {
+    stop();
+    fs::remove_all(dir_ / "etcd");
+    start();
+    return ready_;
+  }
+  ~Etcd() { stop(); }
+  bool ready() const { return ready_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(client_); }
+
+ private:
+  void start() {
     const std::string client_url = "http://127.0.0.1:" + std::to_string(client_);
-    const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer);
+    const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer_);
     std::vector<std::string> args = {"etcd",
-                                     "--data-dir", (dir / "etcd").string(),
+                                     "--data-dir", (dir_ / "etcd").string(),
                                      "--listen-client-urls", client_url,
                                      "--advertise-client-urls", client_url,
                                      "--listen-peer-urls", peer_url,
                                      "--initial-advertise-peer-urls", peer_url,
                                      "--initial-cluster", "default=" + peer_url};
-    const std::string log = (dir / "etcd.log").string();
+    const std::string log = (dir_ / "etcd.log").string();
     pid_ = ::fork();
     if (pid_ == 0) {
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
-      std::freopen(log.c_str(), "w", stderr);
+      std::freopen(log.c_str(), "a", stderr);
       std::freopen(log.c_str(), "a", stdout);
       ::execvp("etcd", argv.data());
       ::_exit(127);
@@ -63,18 +82,18 @@ class Etcd {
         30);
     ready_ = ready_ && pid_ > 0;
   }
-  ~Etcd() {
+  void stop() {
     if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
+      ::kill(pid_, SIGKILL);
       ::waitpid(pid_, nullptr, 0);
+      pid_ = -1;
     }
   }
-  bool ready() const { return ready_; }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(client_); }
 
- private:
+  fs::path dir_;
   pid_t pid_ = -1;
   int client_ = 0;
+  int peer_ = 0;
   bool ready_ = false;
 };
 
@@ -129,6 +148,45 @@ TEST(EtcdTest, ServersFindEachOtherAndDeadOnesDropOut) {
   // Stopped cleanly: it leaves etcd at once (well before a TTL would).
   EXPECT_EQ(b->stop(), 0);
   EXPECT_TRUE(wait_until([&] { return node_named(a->port(), "nodeB")["alive"] == false; }, 1.5));
+}
+
+// etcd restarted empty drops every key while the servers live on: a server
+// re-registers as soon as it sees its own key gone (not at its next keep-alive,
+// here 10 s away), and a peer whose key is missing but that answers is not
+// declared dead meanwhile, so sends by name go on.
+TEST(EtcdTest, LiveServersStayAliveWhenEtcdRestartsEmpty) {
+  TempDir dir;
+  Etcd etcd(dir.path());
+  ASSERT_TRUE(etcd.ready()) << "see " << (dir.path() / "etcd.log");
+  auto server = [&](const char* name) {
+    return std::make_unique<TestServer>(
+        dir.path() / name, std::vector<std::string>{"--node-name", name, "--etcd", etcd.url(),
+                                                    "--etcd-ttl", "30", "--etcd-prefix", "/test",
+                                                    "--log-level", "error"});
+  };
+  auto a = server("nodeA");
+  auto b = server("nodeB");
+  ASSERT_TRUE(wait_until([&] { return node_named(a->port(), "nodeB")["alive"] == true; }));
+  ASSERT_TRUE(IsOk(write_raw(a->port(), "k", "by name")));
+
+  ASSERT_TRUE(etcd.restart_empty()) << "see " << (dir.path() / "etcd.log");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+  int polls = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    const json seen = node_named(a->port(), "nodeB");
+    ASSERT_TRUE(seen.is_object() && seen["alive"] == true)
+        << "after " << polls << " polls: " << http_request(a->port(), "GET", "/nodes").body;
+    ++polls;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto sent = http_request(a->port(), "POST", "/send_extended",
+                           json({{"key", "k"}, {"target", "nodeB:disk"}}).dump());
+  EXPECT_TRUE(IsOk(sent)) << sent.body;
+
+  // Both are in etcd again: a server started now finds them.
+  auto c = server("nodeC");
+  EXPECT_TRUE(node_named(c->port(), "nodeA").is_object()) << http_request(c->port(), "GET", "/nodes").body;
+  EXPECT_TRUE(node_named(c->port(), "nodeB").is_object()) << http_request(c->port(), "GET", "/nodes").body;
 }
 
 TEST(EtcdTest, AServerThatCannotReachItsEtcdDoesNotStart) {

@@ -346,11 +346,12 @@ TEST(LimitsTest, LargeAnswersAreStreamedNotBuilt) {
   EXPECT_TRUE(*decoded == value);
 }
 
-// A key's metadata counts against --max-memory: keys of 4000 bytes with 1-byte
-// values fill 1 MB after about 250 of them.
-TEST(LimitsTest, KeyMetadataCountsAgainstMaxMemory) {
+// Key metadata is counted in DRAM and bounded by its own allowance: keys of 4000
+// bytes with 1-byte values fill a 1 MB --max-key-metadata after about 250 of
+// them, whatever --max-memory leaves.
+TEST(LimitsTest, KeyMetadataHasItsOwnBoundedAllowance) {
   TempDir dir;
-  TestServer server(dir.path() / "disk", {"--max-memory", "1MB"});
+  TestServer server(dir.path() / "disk", {"--max-memory", "1GB", "--max-key-metadata", "1MB"});
   const int port = server.port();
   gswarm::Client client(server.address());
   int stored = 0;
@@ -358,7 +359,7 @@ TEST(LimitsTest, KeyMetadataCountsAgainstMaxMemory) {
   gswarm::Error refusal;
   for (int i = 0; i < 2000; ++i) {
     std::string key = std::to_string(i) + std::string(3990, 'k');
-    auto w = client.write_bytes(key, std::string_view("v"));
+    auto w = client.write_bytes(key, std::string_view("v"), i % 2 == 0 ? "dram" : "disk");
     if (!w) {
       refusal = w.error();
       break;
@@ -367,16 +368,78 @@ TEST(LimitsTest, KeyMetadataCountsAgainstMaxMemory) {
     metadata += 48 + key.size();
   }
   EXPECT_GT(stored, 200);
-  EXPECT_LT(stored, 262) << "4000-byte keys are not counted against a 1 MB limit";
+  EXPECT_LT(stored, 262) << "4000-byte keys are not counted against a 1 MB allowance";
   EXPECT_EQ(refusal.code, gswarm::ErrorCode::kOverLimit);
-  EXPECT_NE(refusal.message.find("--max-memory"), std::string::npos) << refusal.message;
-  // A key on disk costs DRAM too; releasing keys gives it back.
+  EXPECT_NE(refusal.message.find("--max-key-metadata"), std::string::npos) << refusal.message;
+  // Releasing keys gives their metadata back.
   ASSERT_TRUE(client.release(std::to_string(0) + std::string(3990, 'k')));
   metadata -= 48 + 3991;
   EXPECT_TRUE(client.write_bytes("again", std::string_view("v"), "disk"));
   metadata += 48 + 5;
-  EXPECT_LE(stat_of(port, "current_dram_size"), 1u << 20);
   EXPECT_EQ(stat_of(port, "metadata_size"), metadata);
+  // DRAM's use includes it.
+  EXPECT_GE(stat_of(port, "current_dram_size"), metadata);
+}
+
+// A DRAM over its limit (lowered below what it holds) refuses DRAM values but
+// still takes new keys on disk: their metadata has its own allowance.
+TEST(LimitsTest, AFullDramStillTakesDiskWrites) {
+  TempDir dir;
+  TestServer server(dir.path() / "disk", {"--max-memory", "64MB"});
+  gswarm::Client client(server.address());
+  ASSERT_TRUE(client.write_bytes("held", std::string(8 * MiB, 'h')));
+  ASSERT_TRUE(client.set_max_memory("1MB"));
+  auto refused = client.write_bytes("dram-value", std::string_view("v"), "dram");
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, gswarm::ErrorCode::kOverLimit);
+  EXPECT_NE(refused.error().message.find("--max-memory"), std::string::npos);
+  for (int i = 0; i < 20; ++i) {
+    auto w = client.write_bytes("disk:" + std::to_string(i), std::string(4096, 'd'), "disk");
+    ASSERT_TRUE(w) << w.error().message;
+  }
+  EXPECT_TRUE(IsOk(location_of(server.port(), "disk:7")));
+  auto held = client.read_bytes("held");
+  ASSERT_TRUE(held) << held.error().message;
+}
+
+// --max-memory bounds the process: segments kept for reuse after values are
+// released live in the room the limit leaves and are shown in /stats, lowering
+// the limit gives them back at once, and resident memory stays within the
+// limit plus a fixed overhead (the program, buffers, one connection's pieces)
+// through cycles of writes, moves and releases of sizes that do not repeat.
+TEST(LimitsTest, ResidentMemoryStaysWithinMaxMemoryAndCachesShrinkWithIt) {
+  TempDir dir;
+  TestServer server(dir.path() / "disk", {"--max-memory", "256MB", "--log-level", "error"});
+  gswarm::Client client(server.address());
+  constexpr std::uint64_t kOverhead = 96 * MiB;
+  std::uint64_t most = 0;
+  for (int round = 0; round < 4; ++round) {
+    const std::size_t size = (40 + 13 * round) * MiB;
+    for (int i = 0; i < 3; ++i) {
+      const std::string key = "r" + std::to_string(round) + ":" + std::to_string(i);
+      ASSERT_TRUE(client.write_bytes(key, std::string(size, static_cast<char>('a' + i))));
+    }
+    const std::string moved = "r" + std::to_string(round) + ":1";
+    ASSERT_TRUE(IsOk(move_key(server.port(), moved, "disk")));
+    ASSERT_TRUE(IsOk(move_key(server.port(), moved, "dram")));
+    most = std::max(most, resident_bytes(server.pid()));
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(IsOk(release_key(server.port(), "r" + std::to_string(round) + ":" + std::to_string(i))));
+    }
+    most = std::max(most, resident_bytes(server.pid()));
+  }
+  EXPECT_LE(most, 256 * MiB + kOverhead) << "resident at most " << most << " bytes";
+  const json stats = get_stats(server.port());
+  EXPECT_LE(stats.value("current_dram_size", 0ull) + stats.value("host_cache_bytes", 0ull),
+            256 * MiB);
+  EXPECT_GT(stats.value("host_cache_bytes", 0ull), 0u) << stats.dump();
+  EXPECT_GT(stats.value("resident_memory", 0ull), 0u) << stats.dump();
+
+  // Lowered: the cache shrinks to what the new limit leaves, at once.
+  ASSERT_TRUE(client.set_max_memory("32MB"));
+  EXPECT_LE(stat_of(server.port(), "host_cache_bytes"), 32 * MiB);
+  EXPECT_LE(resident_bytes(server.pid()), 32 * MiB + kOverhead);
+  EXPECT_TRUE(client.write_bytes("after", std::string(MiB, 'z')));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <random>
@@ -92,10 +93,13 @@ std::string primary(int port, const std::string& key) {
   return body_json(location_of(port, key)).value("location", "(none)");
 }
 
-// A one-request HTTP server for URL sources: answers `head` + `body` once.
+// A one-request HTTP server for URL sources: answers `head` + `body` once,
+// the body a byte every `per_byte` when that is not zero (a trickling source).
 class OneShotHttp {
  public:
-  OneShotHttp(std::string head, std::string body) : answer_(std::move(head) + body) {
+  OneShotHttp(std::string head, std::string body,
+              std::chrono::milliseconds per_byte = std::chrono::milliseconds(0))
+      : head_(std::move(head)), body_(std::move(body)), per_byte_(per_byte) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -116,26 +120,39 @@ class OneShotHttp {
         request.append(buf, static_cast<std::size_t>(n));
       }
       request_line_ = request.substr(0, request.find("\r\n"));
-      for (std::size_t at = 0; at < answer_.size();) {
-        ssize_t n = ::send(conn, answer_.data() + at, answer_.size() - at, MSG_NOSIGNAL);
-        if (n <= 0) break;
-        at += static_cast<std::size_t>(n);
+      auto send_all = [conn](std::string_view bytes) {
+        for (std::size_t at = 0; at < bytes.size();) {
+          ssize_t n = ::send(conn, bytes.data() + at, bytes.size() - at, MSG_NOSIGNAL);
+          if (n <= 0) return false;
+          at += static_cast<std::size_t>(n);
+        }
+        return true;
+      };
+      if (per_byte_.count() == 0) {
+        send_all(head_ + body_);
+      } else if (send_all(head_)) {
+        for (std::size_t i = 0; i < body_.size() && !stop_.load(); ++i) {
+          std::this_thread::sleep_for(per_byte_);
+          if (!send_all(std::string_view(body_).substr(i, 1))) break;
+        }
       }
       ::close(conn);
     });
   }
   ~OneShotHttp() {
+    stop_.store(true);
     ::shutdown(fd_, SHUT_RDWR);
     ::close(fd_);
     thread_.join();
   }
-  std::string url(const std::string& path) const {
-    return "http://127.0.0.1:" + std::to_string(port_) + path;
-  }
+  std::string url(const std::string& path) const { return "http://" + authority() + path; }
+  std::string authority() const { return "127.0.0.1:" + std::to_string(port_); }
   const std::string& request_line() const { return request_line_; }
 
  private:
-  std::string answer_;
+  std::string head_, body_;
+  std::chrono::milliseconds per_byte_;
+  std::atomic<bool> stop_{false};
   int fd_ = -1;
   int port_ = 0;
   std::thread thread_;
@@ -150,7 +167,9 @@ struct PoolServer {
       : server((fs::create_directories(dir.path() / "sources"), dir.path() / "disk"),
                with_root(dir.path() / "sources", std::move(extra))) {}
   static std::vector<std::string> with_root(const fs::path& root, std::vector<std::string> a) {
-    a.insert(a.end(), {"--source-root", root.string(), "--log-level", "error"});
+    // Loopback sources only when named exactly: the test's own web servers.
+    a.insert(a.end(), {"--source-root", root.string(), "--url-source-allow", "127.0.0.1",
+                       "--log-level", "error"});
     return a;
   }
   int port() const { return server.port(); }
@@ -372,9 +391,38 @@ TEST(PoolTest, ChunkKeysAreReadableButNotChangedThroughTheKvEndpoints) {
                       409, "conflict"));
   EXPECT_EQ(read_raw(port, id).body, "payload");
   EXPECT_EQ(body_json(location_of(port, id))["locations"].size(), 1u);
-  // A KV key that merely looks like a chunk id is an ordinary key.
-  ASSERT_TRUE(IsOk(write_json(port, "chunk_0123456789abcdef", 1)));
-  EXPECT_TRUE(IsOk(release_key(port, "chunk_0123456789abcdef")));
+  // Keys named like chunk ids are the pool's even before such a chunk exists:
+  // bytes written under one could be taken for a chunk's (or become one's).
+  const std::string lookalike = "chunk_0123456789abcdef";
+  for (const auto& refused : {write_json(port, lookalike, 1), write_raw(port, lookalike, "x"),
+                              http_request(port, "POST", "/transfers",
+                                           json({{"key", lookalike}, {"size", 1}}).dump())}) {
+    EXPECT_TRUE(IsError(refused, 409, "conflict"));
+    EXPECT_NE(detail_of(refused).find("named like a data pool chunk"), std::string::npos)
+        << detail_of(refused);
+  }
+  EXPECT_TRUE(IsError(location_of(port, lookalike), 404, "not_found"));
+}
+
+// A transfer may not name a chunk whose create is still running: the bytes it
+// would commit later would replace the chunk's under its old size and checksum.
+TEST(PoolTest, ATransferCannotReplaceTheBytesOfAChunkBeingCreated) {
+  PoolServer p;
+  const int port = p.port();
+  const std::string bytes = random_bytes(64 * MiB, 5);
+  ASSERT_TRUE(IsOk(write_raw(port, "src", bytes, "disk")));
+  auto accepted = http_request(port, "POST", "/api/v1/data",
+                               json({{"source", "key:src"}, {"device", "disk"}, {"wait", false}}).dump());
+  ASSERT_TRUE(IsOk(accepted, 202));
+  const std::string id = body_json(accepted)["chunk_id"];
+  auto begun = http_request(port, "POST", "/transfers",
+                            json({{"key", id}, {"size", 8}, {"location", "dram"}}).dump());
+  EXPECT_TRUE(IsError(begun, 409, "conflict")) << describe(begun);
+  ASSERT_EQ(wait_operation(port, body_json(accepted)["task_id"])["state"], "done");
+  EXPECT_EQ(body_json(info(port, id))["checksum"], checksum_of(bytes));
+  EXPECT_TRUE(IsError(http_request(port, "POST", "/transfers",
+                                   json({{"key", id}, {"size", 8}}).dump()),
+                      409, "conflict"));
 }
 
 TEST(PoolTest, HighPriorityMovesAreTakenFirstFromASaturatedQueue) {
@@ -522,6 +570,69 @@ TEST(PoolTest, TransfersCarryTheMetadataAndDeleteTheSourceOnlyOnceAcknowledged) 
   EXPECT_TRUE(IsOk(info(source.port(), again)));
 }
 
+// kill -9 of the target or the source while a chunk's transfer ends: after the
+// target restarts, every key there named like a chunk is a chunk, with its
+// metadata and its checksum; none is bytes without metadata.
+TEST(PoolTest, KillingEitherSideDuringAChunkTransferLeavesNoStrayKey) {
+  TempDir dir;
+  const std::string bytes = random_bytes(192 * MiB, 9);
+  const std::vector<std::string> quiet = {"--log-level", "error"};
+  auto target = std::make_unique<TestServer>(dir.path() / "b", quiet);
+  auto start_source = [&] {
+    return std::make_unique<TestServer>(
+        dir.path() / "a", std::vector<std::string>{"--log-level", "error", "--parallel-threshold", "16MB"});
+  };
+  auto source = start_source();
+  const std::string id = chunk_id(upload(source->port(), bytes, "device=disk"));
+  auto transferred = [&] {
+    return http_request(source->port(), "POST", "/api/v1/data/" + id + "/transfer",
+                        json({{"target_node", target->address()}, {"target_device", "disk"}}).dump());
+  };
+  // Where the kill lands: as the ranges arrive, or once the last one has
+  // (the commit is under way or done), killing the target or the source.
+  struct Round {
+    bool kill_target;
+    bool after_ranges;
+  };
+  for (const Round round : {Round{true, false}, Round{true, true}, Round{false, true}, Round{false, false}}) {
+    SCOPED_TRACE(std::string(round.kill_target ? "target" : "source") + " killed " +
+                 (round.after_ranges ? "after the ranges" : "during the ranges"));
+    auto started = transferred();
+    ASSERT_TRUE(IsOk(started));
+    const int target_port = target->port();
+    bool seen = false;
+    ASSERT_TRUE(wait_until([&] {
+      const int incoming = get_stats(target_port)["incoming_transfers"];
+      if (incoming > 0) seen = true;
+      return round.after_ranges ? seen && incoming == 0 : incoming > 0;
+    }, 60)) << http_request(source->port(), "GET", "/operations/" + std::to_string(body_json(started)["task_id"].get<std::uint64_t>())).body;
+    (round.kill_target ? *target : *source).kill9();
+    if (round.kill_target) {
+      target = std::make_unique<TestServer>(dir.path() / "b", quiet);
+    } else {
+      source = start_source();
+      ASSERT_TRUE(IsOk(info(source->port(), id))) << "the source's chunk survives its restart";
+    }
+    const int port = target->port();
+    EXPECT_TRUE(wait_until([&] { return get_stats(port)["incoming_transfers"] == 0; }, 30));
+    // A commit the target had begun (every range was in) goes on without its
+    // sender, and lands.
+    if (!round.kill_target && round.after_ranges) {
+      EXPECT_TRUE(wait_until([&] { return info(port, id).status == 200; }, 60));
+    } else if (!round.kill_target) {
+      (void)wait_until([&] { return info(port, id).status == 200; }, 2);
+    }
+    const json locations = get_locations(port);  // items() of a temporary would dangle
+    for (const auto& [key, replicas] : locations.items()) {
+      if (key.rfind("chunk_", 0) != 0) continue;
+      auto there = info(port, key);
+      ASSERT_TRUE(IsOk(there)) << key << " is bytes without chunk metadata";
+      EXPECT_EQ(body_json(there)["checksum"], checksum_of(bytes));
+      ASSERT_TRUE(IsOk(http_request(port, "DELETE", "/api/v1/data/" + key + "?force=true")));
+    }
+  }
+}
+
 TEST(PoolTest, AsynchronousCreatesNameTheirChunkAndReportProgress) {
   PoolServer p;
   const std::string bytes = random_bytes(4 * MiB, 5);
@@ -568,6 +679,88 @@ TEST(PoolTest, SourcesOverTheValueLimitAreRefusedBeforeTheirBytes) {
   auto r = create(p.port(), {{"source", (p.sources / "two.bin").string()}, {"device", "disk"}});
   EXPECT_TRUE(IsError(r, 413, "too_large"));
   EXPECT_TRUE(body_json(http_request(p.port(), "GET", "/api/v1/data"))["chunks"].empty());
+}
+
+// A create the server refuses before it reads a byte (a file outside
+// --source-root, a source over the limit) lists no failed operation: the
+// upload a client makes next is the only one there is.
+TEST(PoolTest, ARefusedSourceLeavesNoOperation) {
+  PoolServer p({"--max-value-size", "1MB"});
+  TempDir elsewhere;
+  write_file(elsewhere.path() / "outside.bin", "bytes");
+  write_file(p.sources / "two.bin", random_bytes(2 * MiB));
+  for (const bool wait : {true, false}) {
+    EXPECT_TRUE(IsError(create(p.port(), {{"source", (elsewhere.path() / "outside.bin").string()}, {"wait", wait}}),
+                        403, "forbidden"));
+    EXPECT_TRUE(IsError(create(p.port(), {{"source", (p.sources / "two.bin").string()}, {"wait", wait}}), 413,
+                        "too_large"));
+  }
+  auto listed = body_json(http_request(p.port(), "GET", "/operations"));
+  EXPECT_EQ(listed["operations"], json::array()) << listed.dump();
+}
+
+// URL sources are fetched only from hosts --url-source-allow names: without
+// it none (a client could otherwise read through the server what only the
+// server reaches), and loopback or link-local addresses only from a host named
+// exactly, never through a wildcard. Nothing is fetched when refused.
+TEST(PoolTest, UrlSourcesAreFetchedOnlyFromAllowedHosts) {
+  auto refused_with = [](std::vector<std::string> allow, const std::string& url,
+                         const std::string& because) {
+    SCOPED_TRACE(url);
+    TempDir dir;
+    allow.insert(allow.end(), {"--log-level", "error"});
+    TestServer server(dir.path() / "disk", allow);
+    auto r = create(server.port(), {{"source", url}});
+    EXPECT_TRUE(IsError(r, 403, "forbidden"));
+    EXPECT_NE(detail_of(r).find(because), std::string::npos) << detail_of(r);
+    EXPECT_EQ(body_json(http_request(server.port(), "GET", "/operations"))["operations"],
+              json::array());
+  };
+  OneShotHttp web("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "hello");
+  refused_with({}, web.url("/a"), "--url-source-allow");
+  refused_with({"--url-source-allow", "data.example.com"}, web.url("/a"), "does not allow");
+  refused_with({"--url-source-allow", "127.0.0.*"}, web.url("/a"), "loopback");
+  refused_with({"--url-source-allow", "*"}, web.url("/a"), "loopback");
+  refused_with({"--url-source-allow", "*"}, "http://[::1]:9/a", "loopback");
+  refused_with({"--url-source-allow", "*"}, "http://169.254.169.254/latest/meta-data", "link-local");
+  refused_with({"--url-source-allow", "127.0.0.1:1"}, web.url("/a"), "does not allow");
+  EXPECT_EQ(web.request_line(), "") << "a refused source was fetched";
+  // Named exactly (with or without its port): fetched.
+  TempDir dir;
+  TestServer server(dir.path() / "disk",
+                    {"--url-source-allow", web.authority(), "--log-level", "error"});
+  auto r = create(server.port(), {{"source", web.url("/a")}});
+  ASSERT_TRUE(IsOk(r)) << describe(r);
+  EXPECT_EQ(web.request_line(), "GET /a HTTP/1.1");
+}
+
+// A source that trickles (a byte every 100 ms) ends at --source-timeout, not
+// when each byte is late; at most half the movers fetch URL sources, so a
+// move of another key runs meanwhile.
+TEST(PoolTest, ATricklingSourceEndsAtTheSourceTimeoutAndMovesGoOn) {
+  PoolServer p({"--source-timeout", "2", "--move-threads", "2", "--peer-timeout", "30"});
+  const int port = p.port();
+  ASSERT_TRUE(IsOk(write_raw(port, "other", random_bytes(64 * 1024))));
+  OneShotHttp slow("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", std::string(1000, 's'),
+                   std::chrono::milliseconds(100));
+  auto r = create(port, {{"source", slow.url("/slow")}, {"wait", false}});
+  ASSERT_TRUE(IsOk(r, 202)) << describe(r);
+  const std::uint64_t task = body_json(r)["task_id"];
+  // One fetch is all two movers give URL sources.
+  OneShotHttp second("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", "x");
+  EXPECT_TRUE(IsError(create(port, {{"source", second.url("/b")}}), 429, "too_many_requests"));
+  // A move while the source trickles: done before the fetch ends.
+  ASSERT_TRUE(IsOk(move_key(port, "other", "disk")));
+  EXPECT_EQ(primary(port, "other"), "disk");
+  EXPECT_EQ(body_json(http_request(port, "GET", "/operations/" + std::to_string(task)))["state"],
+            "running");
+  json done = wait_operation(port, task);
+  EXPECT_EQ(done.value("state", ""), "failed") << done.dump();
+  EXPECT_NE(done.dump().find("--source-timeout"), std::string::npos) << done.dump();
+  EXPECT_TRUE(body_json(http_request(port, "GET", "/api/v1/data"))["chunks"].empty());
+  // The place it held is free again.
+  OneShotHttp third("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n", "y");
+  EXPECT_TRUE(IsOk(create(port, {{"source", third.url("/c")}})));
 }
 
 TEST(PoolTest, StoppingEndsCreatesNoClientWaitsFor) {
@@ -649,9 +842,11 @@ TEST(PoolTest, BadInputIsAClear4xxAndTheServerKeepsServing) {
       {"bad list type", "GET", "/api/v1/data?type=weights", "", 400, "bad_request"},
       {"bad list device", "GET", "/api/v1/data?device=moon", "", 400, "invalid_location"},
       {"bad list limit", "GET", "/api/v1/data?limit=0", "", 400, "bad_request"},
-      {"metadata for another id", "PUT", "/api/v1/data/" + id, json({{"chunk_id", "chunk_00000000000000aa"}, {"size", 1}}).dump(), 400, "bad_request"},
-      {"malformed metadata", "PUT", "/api/v1/data/" + id, R"({"chunk_id":7})", 400, "bad_request"},
-      {"adopting a chunk it has", "PUT", "/api/v1/data/" + id, json({{"chunk_id", id}, {"size", bytes.size()}}).dump(), 409, "conflict"},
+      // A chunk's metadata arrives only with its bytes, in a transfer.
+      {"metadata alone", "PUT", "/api/v1/data/" + id, json({{"chunk_id", id}, {"size", bytes.size()}}).dump(), 405, "method_not_allowed"},
+      {"metadata for another id", "POST", "/transfers", json({{"key", id}, {"size", 1}, {"format", "tensor"}, {"chunk", {{"chunk_id", "chunk_00000000000000aa"}, {"size", 1}, {"checksum", "xxh3:0"}}}}).dump(), 400, "bad_request"},
+      {"malformed metadata", "POST", "/transfers", json({{"key", id}, {"size", 1}, {"chunk", {{"chunk_id", 7}}}}).dump(), 400, "bad_request"},
+      {"metadata without a checksum", "POST", "/transfers", json({{"key", "chunk_00000000000000ab"}, {"size", 1}, {"format", "tensor"}, {"chunk", {{"chunk_id", "chunk_00000000000000ab"}, {"size", 1}, {"format", "tensor"}}}}).dump(), 400, "bad_request"},
       {"wrong method", "PATCH", "/api/v1/data/" + id, "", 405, "method_not_allowed"},
   };
   for (const auto& c : cases) {
@@ -661,7 +856,7 @@ TEST(PoolTest, BadInputIsAClear4xxAndTheServerKeepsServing) {
   }
   auto over = http_request(port, "POST", "/api/v1/data", std::string(100 << 10, ' '));
   EXPECT_TRUE(IsError(over, 413, "too_large"));
-  auto big_metadata = http_request(port, "PUT", "/api/v1/data/" + id, std::string(100 << 10, ' '));
+  auto big_metadata = http_request(port, "POST", "/transfers", std::string(100 << 10, ' '));
   EXPECT_TRUE(IsError(big_metadata, 413, "too_large"));
   EXPECT_TRUE(IsError(http_request(port, "POST", "/api/v1/data/" + id + "/references",
                                    json({{"holder", "tab\there"}}).dump()),
