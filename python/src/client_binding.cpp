@@ -40,15 +40,14 @@ class PyClient {
   const std::string& address() const { return client_.address(); }
 
   void write_json(std::string_view key, std::string_view json, std::string_view location) {
-    py::gil_scoped_release unlocked;
-    unwrap(client_.write(key, json, location));
+    unwrap(without_gil([&] { return client_.write(key, json, location); }));
   }
 
   std::uint64_t write_parts(std::string_view key, const py::list& parts,
                             std::string_view location, std::string_view format) {
     HeldBuffers held(parts);
-    py::gil_scoped_release unlocked;
-    return unwrap(client_.write_parts(key, held.parts(), location, format));
+    return unwrap(
+        without_gil([&] { return client_.write_parts(key, held.parts(), location, format); }));
   }
 
   // (data, format): data is OwnedBytes for array formats, bytes otherwise; the
@@ -56,10 +55,8 @@ class PyClient {
   py::tuple read(std::string_view key) {
     std::unique_ptr<OwnedBytes> owned;
     py::object bytes;
-    std::string format;
-    {
-      py::gil_scoped_release unlocked;
-      format = unwrap(client_.read_bytes_into(
+    const std::string format = unwrap(without_gil([&] {
+      return client_.read_bytes_into(
           key, [&](std::uint64_t size, std::string_view tag) -> std::span<std::byte> {
             if (is_array_format(tag)) {
               try {
@@ -69,7 +66,7 @@ class PyClient {
               }
               return owned->bytes();
             }
-            py::gil_scoped_acquire locked;
+            Relocked locked;
             PyObject* made = PyBytes_FromStringAndSize(nullptr, static_cast<py::ssize_t>(size));
             if (made == nullptr) {
               PyErr_Clear();
@@ -77,15 +74,14 @@ class PyClient {
             }
             bytes = py::reinterpret_steal<py::object>(made);
             return {reinterpret_cast<std::byte*>(PyBytes_AS_STRING(made)), size};
-          }));
-    }
+          });
+    }));
     if (owned) return py::make_tuple(py::cast(std::move(owned)), format);
     return py::make_tuple(std::move(bytes), format);
   }
 
   void release(std::string_view key) {
-    py::gil_scoped_release unlocked;
-    unwrap(client_.release(key));
+    unwrap(without_gil([&] { return client_.release(key); }));
   }
 
   std::string move(std::string_view key, std::string_view destination) {
@@ -107,8 +103,7 @@ class PyClient {
   }
 
   std::string stats() {
-    py::gil_scoped_release unlocked;
-    return unwrap(client_.stats());
+    return unwrap(without_gil([&] { return client_.stats(); }));
   }
 
   std::string set_max_memory(std::string_view size) {
@@ -116,8 +111,7 @@ class PyClient {
   }
 
   std::string health() {
-    py::gil_scoped_release unlocked;
-    return unwrap(client_.health());
+    return unwrap(without_gil([&] { return client_.health(); }));
   }
 
  private:
@@ -125,58 +119,20 @@ class PyClient {
   // (the C++ client has checked its shape).
   template <typename Call>
   std::string json_answer(Call call) {
-    py::gil_scoped_release unlocked;
-    unwrap(call());
+    unwrap(without_gil(call));
     return client_.last_response_body();
   }
 
   Client client_;
 };
 
-// A value mapped read-only from a server on this machine (a read pointer): the
-// bytes are the server's own, shared, never copied. Unmapped when the last view
-// of it goes.
-class MappedValue {
- public:
-  MappedValue(SharedValue shared) : format_(shared.format()), size_(shared.size()) {
-    const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-    const std::uint64_t start = shared.offset() / page * page;
-    length_ = shared.offset() + shared.size() - start;
-    if (length_ == 0) return;
-    void* base = ::mmap(nullptr, length_, PROT_READ, MAP_SHARED, shared.fd(), static_cast<off_t>(start));
-    if (base == MAP_FAILED) {
-      raise(Error{ErrorCode::kIo, std::string("cannot map the shared value: ") + std::strerror(errno)});
-    }
-    base_ = base;
-    data_ = static_cast<const std::byte*>(base) + (shared.offset() - start);
-  }
-  ~MappedValue() {
-    if (base_ != nullptr) ::munmap(base_, length_);
-  }
-  MappedValue(const MappedValue&) = delete;
-  MappedValue& operator=(const MappedValue&) = delete;
-
-  const std::string& format() const { return format_; }
-  std::uint64_t size() const { return size_; }
-  const std::byte* data() const { return data_; }
-
- private:
-  std::string format_;
-  std::uint64_t size_ = 0;
-  std::uint64_t length_ = 0;
-  void* base_ = nullptr;
-  const std::byte* data_ = nullptr;
-};
-
 std::unique_ptr<MappedValue> open_mapped(const std::string& socket, std::int64_t pid,
                                          std::int64_t uid, const std::string& key,
                                          const std::string& location, const std::string& token) {
-  SharedValue shared;
-  {
-    py::gil_scoped_release unlocked;
-    shared = unwrap(open_read_pointer(LocalServer{socket, pid, uid}, key, location, token));
-  }
-  return std::make_unique<MappedValue>(std::move(shared));
+  SharedValue shared = unwrap(without_gil(
+      [&] { return open_read_pointer(LocalServer{socket, pid, uid}, key, location, token); }));
+  return std::make_unique<MappedValue>(shared.fd(), shared.offset(), shared.size(),
+                                       shared.format());
 }
 
 }  // namespace
@@ -202,7 +158,7 @@ void bind_client(py::module_& m) {
   py::class_<MappedValue>(m, "MappedValue", py::buffer_protocol())
       .def_property_readonly("format", &MappedValue::format)
       .def("__len__", &MappedValue::size)
-      .def_buffer([](MappedValue& v) { return byte_buffer(v.data(), v.size(), true); });
+      .def_buffer([](MappedValue& v) { return byte_buffer(v.data(), v.size(), !v.writable()); });
   m.def("open_mapped", &open_mapped, py::arg("socket"), py::arg("pid"), py::arg("uid"),
         py::arg("key"), py::arg("location") = "", py::arg("token") = "");
 }

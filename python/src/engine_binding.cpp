@@ -39,8 +39,7 @@ StoreOptions store_options(std::uint64_t max_memory, const std::string& disk_pat
 
 std::unique_ptr<Store> open_store(const StoreOptions& options) {
   if (options.max_memory == 0) raise(Error{ErrorCode::kInvalidSize, "max memory must be greater than 0"});
-  py::gil_scoped_release unlocked;
-  return unwrap(Store::open(options));
+  return unwrap(without_gil([&] { return Store::open(options); }));
 }
 
 // A DRAM value lent to Python: holds the bytes alive (even after the key is
@@ -57,8 +56,7 @@ class PyEngine {
   ~PyEngine() { close(); }
 
   void close() {
-    py::gil_scoped_release unlocked;  // movers may be finishing copies
-    store_.reset();
+    without_gil([&] { store_.reset(); });  // movers may be finishing copies
   }
 
   std::uint64_t write(const std::string& key, const py::list& parts, const std::string& location,
@@ -66,32 +64,39 @@ class PyEngine {
     unwrap(validate_key(key));
     Location where = unwrap(Location::parse(location));
     HeldBuffers held(parts);
-    py::gil_scoped_release unlocked;
-    Store& s = store();
-    unwrap(s.check_location(where));
-    PendingWrite pending = unwrap(s.prepare_write(key, where, held.size(), format));
-    if (pending.direct()) {
-      std::byte* at = pending.buffer().data();
-      for (const auto& part : held.parts()) {
-        if (!part.empty()) std::memcpy(at, part.data(), part.size());
-        at += part.size();
+    return without_gil([&]() -> std::uint64_t {
+      Store& s = store();
+      unwrap(s.check_location(where));
+      PendingWrite pending = unwrap(s.prepare_write(key, where, held.size(), format));
+      if (pending.direct()) {
+        std::byte* at = pending.buffer().data();
+        for (const auto& part : held.parts()) {
+          if (!part.empty()) std::memcpy(at, part.data(), part.size());
+          at += part.size();
+        }
+      } else {
+        for (const auto& part : held.parts()) unwrap(pending.append(part));
       }
-    } else {
-      for (const auto& part : held.parts()) unwrap(pending.append(part));
-    }
-    return unwrap(s.commit_write(std::move(pending))).size;
+      return unwrap(s.commit_write(std::move(pending))).size;
+    });
   }
 
   // (ValueBuffer, format): a view of the DRAM value, no copy.
   py::tuple read(const std::string& key) {
     unwrap(validate_key(key));
-    ValueView view;
-    {
-      py::gil_scoped_release unlocked;
-      view = unwrap(store().read(key));
-    }
+    ValueView view = unwrap(without_gil([&] { return store().read(key); }));
     std::string format = view.format;
     return py::make_tuple(ValueBuffer{std::move(view)}, format);
+  }
+
+  // The DRAM value of a torch tensor read without a copy: a private mapping of
+  // the store's bytes (writes to it stay this tensor's own), as a read pointer
+  // gives another process.
+  std::unique_ptr<MappedValue> read_mapped(const std::string& key, const std::string& format) {
+    unwrap(validate_key(key));
+    auto exported =
+        unwrap(without_gil([&] { return store().export_value(key, Location::dram()); }));
+    return std::make_unique<MappedValue>(exported.fd.get(), exported.offset, exported.size, format);
   }
 
   std::string release(const std::string& key) {
@@ -130,13 +135,11 @@ class PyEngine {
 
   // A handler's JSON answer; its {"detail", "code"} raised as the matching error.
   std::string call(server::Handler handler, server::Request req) {
-    server::LocalAnswer answer;
-    {
-      py::gil_scoped_release unlocked;
+    server::LocalAnswer answer = without_gil([&] {
       // No server around it: no buffer accounting, node name, cluster or pool.
       server::Context ctx{store(), {}, {}, nullptr, nullptr, nullptr, nullptr, nullptr};
-      answer = server::call_local(handler, std::move(req), ctx);
-    }
+      return server::call_local(handler, std::move(req), ctx);
+    });
     if (answer.status >= 400) {
       json error = json::parse(answer.body, nullptr, false);
       throw NativeError{error.value("code", std::string("internal")),
@@ -164,20 +167,19 @@ class PyServer {
   }
 
   ~PyServer() {
-    py::gil_scoped_release unlocked;
-    server_.reset();
-    store_.reset();
+    without_gil([&] {
+      server_.reset();
+      store_.reset();
+    });
   }
 
   std::uint16_t listen() {
-    py::gil_scoped_release unlocked;
-    unwrap(server_->listen());
+    unwrap(without_gil([&] { return server_->listen(); }));
     return server_->port();
   }
 
   void run() {
-    py::gil_scoped_release unlocked;
-    server_->run();
+    without_gil([&] { server_->run(); });
   }
 
   void stop() { server_->stop(); }
@@ -218,6 +220,7 @@ void bind_engine(py::module_& m) {
       .def("close", &PyEngine::close)
       .def("write", &PyEngine::write)
       .def("read", &PyEngine::read)
+      .def("read_mapped", &PyEngine::read_mapped)
       .def("release", &PyEngine::release)
       .def("move", &PyEngine::move)
       .def("location", &PyEngine::location)

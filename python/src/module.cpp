@@ -113,6 +113,8 @@ PYBIND11_MODULE(_gswarm, m) {
   using gswarm::python::NativeError;
   m.doc() = "Native core of the gswarm Python package (use gswarm.data)";
   m.attr("__version__") = GSWARM_VERSION;
+  gswarm::python::main_thread_ident =
+      py::module_::import("threading").attr("main_thread")().attr("ident").cast<unsigned long>();
 
   py::class_<gswarm::python::OwnedBytes>(m, "OwnedBytes", py::buffer_protocol())
       .def_buffer([](gswarm::python::OwnedBytes& b) {

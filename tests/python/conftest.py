@@ -15,6 +15,19 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "support"))
 from gswarm_server import Server  # noqa: E402
 
 
+@pytest.fixture
+def mapping_of():
+    """The /proc/self/maps line of the mapping that holds an address ("" if none)."""
+    def find(address):
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                start, end = (int(n, 16) for n in line.split()[0].split("-"))
+                if start <= address < end:
+                    return line
+        return ""
+    return find
+
+
 def pytest_configure(config):
     built = os.environ.get("GSWARM_BUILT_MODULE")
     if not built:

@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import json
 import pickle
+import socket
 import threading
 import time
 
@@ -28,7 +29,9 @@ class Config:
 
 
 JSON_VALUES = [{"name": "john", "age": 30}, "john_doe", 42, 3.5, [1, "two", None], True,
-               {"nested": {"list": [1, 2, {"deep": "ü"}]}}, ""]
+               {"nested": {"list": [1, 2, {"deep": "ü"}]}}, "",
+               # Integers beyond 64 bits, and digits that only look like one.
+               2**70, -2**70, {"big": [2**200, 2**64 - 1]}, "12345678901234567890123"]
 
 
 @pytest.mark.parametrize("value", JSON_VALUES)
@@ -230,6 +233,17 @@ def test_connection_failure_is_a_connection_error():
     assert "gswarm data start" in str(caught.value)
 
 
+def test_an_address_without_a_port_means_9015():
+    for address, meant in (("localhost", "localhost:9015"), ("http://127.0.0.1/", "127.0.0.1:9015"),
+                           ("::1", "[::1]:9015"), ("[::1]", "[::1]:9015"), ("h:80", "h:80")):
+        assert DataServer(address).address == meant
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 9015)) == 0:
+            pytest.skip("a server is running on port 9015")
+    with pytest.raises(GswarmConnectionError, match="127.0.0.1:9015"):
+        DataServer("127.0.0.1").read("k")
+
+
 def test_persist_still_works_and_says_what_to_write_instead(client):
     with pytest.warns(DeprecationWarning, match='location="disk"'):
         client.write("old:api", {"v": 1}, persist=True)
@@ -321,6 +335,20 @@ def test_zero_copy_read_maps_the_value_without_copying(client):
     with pytest.raises(WrongLocationError) as caught:
         client.read("zc:disk", zero_copy=True)
     assert str(caught.value).count("client.move") == 1
+
+
+def test_zero_copy_torch_tensors_are_copy_on_write_views_of_the_value(client, mapping_of):
+    tensor = torch.arange(8 * 1024 * 1024, dtype=torch.float32)  # 32 MiB
+    client.write("zc:torch", tensor)
+    view = client.read("zc:torch", zero_copy=True)
+    assert torch.equal(view, tensor)
+    # The server's own memory (its value segment), not a copy in this process.
+    assert "gswarm-value" in mapping_of(view.data_ptr()), mapping_of(view.data_ptr())
+    # Writable, as torch tensors are, yet the stored value never changes.
+    view[0] = -1.0
+    assert view[0].item() == -1.0
+    assert torch.equal(client.read("zc:torch"), tensor)
+    assert torch.equal(client.read("zc:torch", zero_copy=True), tensor)
 
 
 @pytest.fixture(scope="module")

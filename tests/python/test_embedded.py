@@ -61,6 +61,15 @@ def test_values_round_trip_in_process(storage):
     assert storage.read("missing") is None
 
 
+def test_zero_copy_torch_reads_map_the_stored_bytes_copy_on_write(storage, mapping_of):
+    tensor = torch.arange(1 << 20, dtype=torch.int32)
+    storage.write("k:t", tensor)
+    view = storage.read("k:t", zero_copy=True)
+    assert "gswarm-value" in mapping_of(view.data_ptr()), mapping_of(view.data_ptr())
+    view[0] = 7
+    assert storage.read("k:t")[0].item() == 0 and torch.equal(storage.read("k:t"), tensor)
+
+
 def test_locations_moves_and_stats_have_the_servers_shapes(storage):
     storage.write("key1", "value1", location="dram")
     storage.write("key3", np.zeros(1000), location="disk")
@@ -129,6 +138,20 @@ def test_module_level_set_max_memory_then_get_storage(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
+def test_get_storage_refuses_a_second_disk_path(tmp_path):
+    result = run_python(f"""
+        from gswarm.data import get_storage
+        first = get_storage(disk_path={str(tmp_path / 'a')!r})
+        assert get_storage(disk_path={str(tmp_path / 'a') + '/'!r}) is first  # the same directory
+        try:
+            get_storage(disk_path={str(tmp_path / 'b')!r})
+        except ValueError as e:
+            assert {str(tmp_path / 'a')!r} in str(e) and {str(tmp_path / 'b')!r} in str(e), e
+            print("refused")
+    """)
+    assert result.returncode == 0 and result.stdout.strip() == "refused", result.stderr
+
+
 def test_start_server_in_a_thread_serves_clients(tmp_path):
     started = []
     thread = threading.Thread(target=start_server, kwargs=dict(
@@ -145,6 +168,40 @@ def test_start_server_in_a_thread_serves_clients(tmp_path):
     server.stop()
     thread.join(30)
     assert not thread.is_alive()
+
+
+@pytest.mark.parametrize("moment", ["at once", "1 ms in", "5 ms in", "20 ms in", "serving",
+                                    "while a client reads"])
+def test_a_process_may_exit_at_any_moment_of_a_daemon_threads_start_server(tmp_path, moment):
+    # The spec's thread example, with the process ending during start-up (the
+    # store opening, the port binding) or while serving.
+    wait = {"at once": "pass", "1 ms in": "time.sleep(0.001)", "5 ms in": "time.sleep(0.005)",
+            "20 ms in": "time.sleep(0.02)", "serving": "started.wait(30)",
+            "while a client reads": "started.wait(30); reading.wait(30)"}[moment]
+    code = f"""
+        import threading, time
+        from gswarm.data import DataServer, start_server
+        started, reading = threading.Event(), threading.Event()
+        def reader(server):
+            client = DataServer(f"127.0.0.1:{{server.port}}")
+            client.write("k", b"x" * (1 << 20))
+            while True:
+                client.read("k")
+                reading.set()
+        def ready(server):
+            started.set()
+            threading.Thread(target=reader, args=(server,), daemon=True).start()
+        threading.Thread(target=start_server, kwargs=dict(
+            host="127.0.0.1", port=0, max_mem_size=1 << 26,
+            disk_path={str(tmp_path / 'disk')!r}, ready=ready), daemon=True).start()
+        {wait}
+        print("exiting", flush=True)
+    """
+    for _ in range(3):
+        result = run_python(code, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "terminate" not in result.stderr, result.stderr
+        assert result.stdout.strip() == "exiting"
 
 
 def test_start_server_in_the_main_thread_stops_on_ctrl_c(tmp_path):

@@ -15,7 +15,8 @@ from gswarm.data.errors import (BadRequestError, BusyError, ConflictError,
                                 DeviceUnavailableError, ForbiddenError,
                                 UnauthorizedError,
                                 GswarmConnectionError, GswarmError, GswarmTimeoutError,
-                                InvalidLocationError, NotFoundError, OverLimitError, PeerError,
+                                InvalidLocationError, NotFoundError, OutcomeUnknownError,
+                                OverLimitError, PeerError,
                                 PickleNotAllowedError,
                                 ProtocolError, StorageIOError, WrongFormatError,
                                 WrongLocationError)
@@ -25,6 +26,6 @@ __all__ = [
     "DataServer", "DataStorage", "get_storage", "set_max_memory", "start_server",
     "GswarmError", "BadRequestError", "InvalidLocationError", "DeviceUnavailableError",
     "NotFoundError", "WrongLocationError", "WrongFormatError", "PickleNotAllowedError", "ConflictError",
-    "OverLimitError", "ForbiddenError", "UnauthorizedError", "BusyError", "GswarmTimeoutError", "PeerError",
+    "OverLimitError", "ForbiddenError", "UnauthorizedError", "BusyError", "GswarmTimeoutError", "OutcomeUnknownError", "PeerError",
     "GswarmConnectionError", "ProtocolError", "StorageIOError",
 ]

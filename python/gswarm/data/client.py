@@ -41,6 +41,15 @@ def _strip_scheme(address):
     return address
 
 
+def _with_default_port(address):
+    """"host" -> "host:9015", "[v6]" and a bare v6 address -> "[v6]:9015"."""
+    if address.startswith("["):
+        return address if "]:" in address else address + ":9015"
+    if address.count(":") > 1:
+        return f"[{address}]:9015"
+    return address if ":" in address else address + ":9015"
+
+
 class DataServer:
     """A gswarm server at ``address`` ("host:port"; "http://" may be given).
 
@@ -62,7 +71,7 @@ class DataServer:
 
     def __init__(self, address=DEFAULT_ADDRESS, use_extended_api=True, *, timeout=60.0,
                  move_timeout=600.0, token=None, tls_ca=None, allow_pickle=False):
-        self.address = _strip_scheme(address)
+        self.address = _with_default_port(_strip_scheme(address))
         self._token = token if token is not None else os.environ.get("GSWARM_TOKEN", "")
         self._tls_ca = os.fspath(tls_ca) if tls_ca is not None else os.environ.get(
             "GSWARM_TLS_CA", "")
@@ -107,7 +116,11 @@ class DataServer:
             location = "disk" if persist else "dram"
         format, encoded = values.encode(value)
         client = self._client()
-        if format == values.JSON:
+        if format == values.JSON and self.use_extended_api and values.may_hold_wide_ints(encoded):
+            # /write's JSON body cannot carry integers beyond 64 bits; the raw
+            # bytes, tagged json, can (read gives them back the same).
+            client.write_parts(key, [encoded.encode()], location, format)
+        elif format == values.JSON:
             client.write_json(key, encoded, location)
         elif not self.use_extended_api:
             raise TypeError(
@@ -124,7 +137,9 @@ class DataServer:
         to "dram" first). With ``zero_copy=True`` a server on this machine lends
         the value's memory itself: arrays and bytes come back as read-only views
         of it (a numpy array, or a memoryview), valid for as long as you hold
-        them, even after the key changes. Without it, the bytes travel over HTTP.
+        them, even after the key changes; a torch tensor (torch has no read-only
+        tensors) is a copy-on-write view: writing to it changes the tensor's own
+        pages, never the stored value. Without it, the bytes travel over HTTP.
 
         A value tagged ``pickle`` is unpickled only when ``allow_pickle`` (default:
         the client's ``allow_pickle``) is true; otherwise PickleNotAllowedError,

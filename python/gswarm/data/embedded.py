@@ -4,6 +4,7 @@ live only as long as the process (disk values stay in ``disk_path``)."""
 
 import asyncio
 import json
+import os
 import threading
 
 from gswarm import _gswarm
@@ -43,9 +44,13 @@ class DataStorage:
     def read(self, key, zero_copy=False):
         """The value of ``key`` (DRAM only), or None when there is no such key.
         Arrays are copies unless ``zero_copy``: then they are read-only views of
-        the stored bytes, valid while held."""
+        the stored bytes, valid while held; a torch tensor (torch has no
+        read-only tensors) is a copy-on-write view: writing to it changes the
+        tensor's own pages, never the stored value."""
         try:
             data, format = self._engine.read(key)
+            if zero_copy and format == values.TORCH:
+                data = self._engine.read_mapped(key, format)
         except NotFoundError:
             return None
         if zero_copy and format == values.BYTES:
@@ -88,13 +93,25 @@ class DataStorage:
         return True
 
 
-def get_storage(disk_path=DEFAULT_DISK_PATH, **options):
+def get_storage(disk_path=None, **options):
     """The process's DataStorage, made on the first call (with the limit of
-    set_max_memory() when it came first)."""
+    set_max_memory() when it came first; ``disk_path`` defaults to
+    DEFAULT_DISK_PATH). A later call gets the same one: naming another
+    ``disk_path`` or other options then raises ValueError (make a DataStorage
+    of its own for a second directory)."""
     global _storage
     with _lock:
         if _storage is None:
-            _storage = DataStorage(_max_memory, disk_path, **options)
+            _storage = DataStorage(_max_memory, disk_path or DEFAULT_DISK_PATH, **options)
+            _storage._options = options
+            return _storage
+        if disk_path is not None and os.path.realpath(disk_path) != os.path.realpath(_storage.disk_path):
+            raise ValueError(f"get_storage() already made this process's storage on disk_path "
+                             f"{_storage.disk_path!r}, not {disk_path!r}: use DataStorage(disk_path=...) "
+                             f"for a storage of its own")
+        if options and options != getattr(_storage, "_options", {}):
+            raise ValueError(f"get_storage() already made this process's storage with options "
+                             f"{getattr(_storage, '_options', {})!r}, not {options!r}")
         return _storage
 
 

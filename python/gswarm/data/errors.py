@@ -102,6 +102,14 @@ class GswarmTimeoutError(GswarmError, TimeoutError):
     code = "timeout"
 
 
+class OutcomeUnknownError(GswarmTimeoutError):
+    """A send's target received every byte but did not say, in time, whether it
+    stored the value: it may have. The source was kept; look at the target
+    (``get_location``) before sending again or releasing the source."""
+
+    code = "outcome_unknown"
+
+
 class PeerError(GswarmError):
     """Another server (the target of a send) could not be reached or failed."""
 
@@ -150,6 +158,7 @@ _CLASSES = {
     "unavailable": BusyError,
     "timeout": GswarmTimeoutError,
     "peer_timeout": GswarmTimeoutError,
+    "outcome_unknown": OutcomeUnknownError,
     "peer_failed": PeerError,
     "connection_failed": GswarmConnectionError,
     "protocol_error": ProtocolError,

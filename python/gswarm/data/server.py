@@ -14,9 +14,12 @@ DEFAULT_DISK_PATH = "/tmp/gswarm_data"
 
 # Ports of servers this process is starting, and the event set once each
 # listens (or failed): a DataServer made right after start_server() began in a
-# thread waits for it instead of finding nothing there.
+# thread waits for it instead of finding nothing there. `_starts` holds the
+# events of every start still under way, port or not.
 _starting = {}
+_starts = set()
 _starting_lock = threading.Lock()
+_exiting = False
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "0.0.0.0", "::1", "[::1]")
 
 
@@ -60,9 +63,10 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
     if token is None:
         token = os.environ.get("GSWARM_TOKEN", "")
     event = threading.Event()
-    if port:
-        with _starting_lock:
+    with _starting_lock:
+        if port:
             _starting[port] = event
+        _starts.add(event)
     try:
         server = _gswarm.Server(host, port, max_mem_size, disk_path, max_pinned, move_threads,
                                 io_threads, threads, list(source_roots), list(peers), node_name,
@@ -72,23 +76,27 @@ def start_server(host="0.0.0.0", port=9015, max_mem_size=DEFAULT_MAX_MEMORY,
                                 os.fspath(tls_ca) if tls_ca else "",
                                 list(allow_origins), list(allow_hosts))
         bound = server.listen()
+        done = threading.Event()
+        with _running_lock:
+            # Known before the start counts as finished, so that an exit that
+            # waited for it stops it.
+            _running[id(server)] = (server, done)
     finally:
-        event.set()
         with _starting_lock:
             _starting.pop(port, None)
+            _starts.discard(event)
+        event.set()
     print(f"gswarm listening on {host}:{bound}", file=sys.stderr, flush=True)
     # The server runs on a thread of its own; this one waits, so that in the main
     # thread Python still sees Ctrl-C (its signal handlers run there only).
-    done = threading.Event()
-
     def run():
         try:
             server.run()
         finally:
             done.set()
 
-    with _running_lock:
-        _running[id(server)] = (server, done)
+    if _exiting:
+        server.stop()  # the process began to exit while this server started
     threading.Thread(target=run, name="gswarm-server", daemon=True).start()
     try:
         if ready is not None:
@@ -115,6 +123,16 @@ _running_lock = threading.Lock()
 
 @atexit.register
 def _stop_running_servers():
+    # A start under way on another thread is let finish first (opening the store
+    # and binding take moments): the interpreter ends threads that come back to
+    # Python once it is finalizing, and one ended inside the native start would
+    # take the process down with it.
+    global _exiting
+    _exiting = True
+    with _starting_lock:
+        starts = list(_starts)
+    for event in starts:
+        event.wait(30)
     with _running_lock:
         running = list(_running.values())
     for server, _ in running:

@@ -3,7 +3,8 @@
 ===================  ==========  ==============================================
 value                format tag  bytes
 ===================  ==========  ==============================================
-JSON-compatible      ``json``    the JSON text (through ``/write``)
+JSON-compatible      ``json``    the JSON text (through ``/write``; with an
+                                 int beyond 64 bits, as raw bytes tagged json)
 bytes, bytearray     ``bytes``   as they are
 numpy.ndarray        ``npy``     the ``.npy`` file format: a short header
 (and memmap)                     (dtype, shape, order), then the array's memory
@@ -28,6 +29,7 @@ Values that the original gswarm client stored (``serialized_value`` of type
 import ast
 import json
 import pickle
+import re
 import struct
 import sys
 
@@ -56,6 +58,15 @@ def json_text(value):
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError, RecursionError):
         return None
+
+
+_LONG_DIGITS = re.compile(r"\d{19}")
+
+
+def may_hold_wide_ints(text):
+    """Whether JSON ``text`` may hold an integer beyond 64 bits (19 digits in a
+    row: some are strings, and that is fine)."""
+    return _LONG_DIGITS.search(text) is not None
 
 
 def _npy_header(dtype_descr, fortran_order, shape, extra=None):
