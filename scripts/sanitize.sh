@@ -43,7 +43,7 @@ norandom=(setarch "$(uname -m)" -R)
 "${norandom[@]}" true 2> /dev/null || norandom=()
 TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
   GSWARM_BINARY="$PWD/build-tsan/gswarm" "${norandom[@]}" \
-  ctest --test-dir build -R 'ConcurrencyTest|SendTest|SchedulingTest|EtcdTest|PoolTest|TrustTest|TlsTest|MetricsTest' \
+  ctest --test-dir build -R 'ConcurrencyTest|SendTest|SendFaultsTest|SchedulingTest|EtcdTest|PoolTest|TrustTest|TlsTest|MetricsTest' \
   -j"$(nproc)" --output-on-failure --timeout 600
 echo "== fuzzing"
 ./scripts/fuzz.sh

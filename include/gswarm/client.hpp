@@ -232,6 +232,14 @@ class Client {
   using PlaceFn = std::function<std::span<std::byte>(std::uint64_t size, std::string_view format)>;
   [[nodiscard]] Result<std::string> read_bytes_into(std::string_view key, const PlaceFn& place);
 
+  // The same, handed to `consume` a piece at a time as the bytes arrive (at most
+  // 4 MiB of the value is held here): for values larger than this process's
+  // memory, or streamed on (`gswarm data read --raw`). An error from `consume`
+  // ends the read with it. Returns the format.
+  using ConsumeFn = std::function<Result<void>(std::span<const std::byte> piece)>;
+  [[nodiscard]] Result<std::string> read_bytes_streamed(std::string_view key,
+                                                        const ConsumeFn& consume);
+
   // DELETE /release/{key}: removes the key from every location.
   [[nodiscard]] Result<void> release(std::string_view key);
 
@@ -344,7 +352,7 @@ class SharedValue {
   SharedValue& operator=(SharedValue&& other) noexcept;
   ~SharedValue();
 
-  int fd() const { return fd_; }                 // read-only; map it with PROT_READ
+  int fd() const { return fd_; }  // read-only: map it PROT_READ, or MAP_PRIVATE to write a copy
   std::uint64_t offset() const { return offset_; }  // of the value in the descriptor's file
   std::uint64_t size() const { return size_; }
   const std::string& format() const { return format_; }

@@ -182,10 +182,17 @@ Result<std::string> read_to_file(Client& client, const Args& args) {
 Result<std::string> run_read(Client& client, const Args& args) {
   if (!args.output.empty() && args.output != "-") return read_to_file(client, args);
   if (args.raw || args.output == "-") {
-    auto bytes = client.read_bytes(args.key);
-    if (!bytes) return tl::unexpected(bytes.error());
-    if (std::fwrite(bytes->data.data(), 1, bytes->data.size(), stdout) != bytes->data.size() ||
-        std::fflush(stdout) != 0) {
+    // Streamed: a value larger than this machine's memory goes through too.
+    auto to_stdout = [](std::span<const std::byte> piece) -> Result<void> {
+      if (std::fwrite(piece.data(), 1, piece.size(), stdout) != piece.size()) {
+        return make_error(ErrorCode::kIo, fmt::format("cannot write to standard output: {}",
+                                                      std::strerror(errno)));
+      }
+      return {};
+    };
+    auto format = client.read_bytes_streamed(args.key, to_stdout);
+    if (!format) return tl::unexpected(format.error());
+    if (std::fflush(stdout) != 0) {
       return make_error(ErrorCode::kIo,
                         fmt::format("cannot write to standard output: {}", std::strerror(errno)));
     }

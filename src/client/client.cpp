@@ -266,8 +266,11 @@ class Client::Impl {
   // into the memory `place` gives (bytes Beast already buffered are copied; the
   // rest is read in place). Error answers (status >= 400) are read into
   // last_body_ and returned as their Error. Returns the format header's value.
+  // Sends `req` and receives the value it answers: into the memory `place`
+  // gives, or, with `consume`, a bounded piece at a time handed to it.
   Result<std::string> receive_into(http::request<http::empty_body>& req, milliseconds timeout,
-                                   const Client::PlaceFn& place) {
+                                   const Client::PlaceFn& place,
+                                   const Client::ConsumeFn* consume = nullptr) {
     prepare(req);
     for (int attempt = 0;; ++attempt) {
       auto reused = open(timeout);
@@ -303,6 +306,13 @@ class Client::Impl {
         }
         last_body_.resize(size);
         into = std::as_writable_bytes(std::span<char>(last_body_.data(), last_body_.size()));
+      } else if (consume != nullptr) {
+        if (auto ok = stream_body(size, deadline, timeout, *consume); !ok) {
+          close();
+          return tl::unexpected(ok.error());
+        }
+        if (!keep_alive || buffer_.size() != 0) close();
+        return format.empty() ? std::string("bytes") : format;
       } else {
         into = place(size, format.empty() ? "bytes" : format);
         if (into.size() != size) {  // the caller could not get the memory
@@ -634,6 +644,29 @@ class Client::Impl {
   // `n` = 0 at the end of the stream.
   // Plain: waits first (an answer is rarely there the moment the request has
   // gone). TLS: reads first, as bytes may be decrypted and waiting already.
+  // The `size` bytes of a body (those already buffered first) handed to
+  // `consume` in pieces of at most kStreamPiece.
+  Result<void> stream_body(std::uint64_t size, std::chrono::steady_clock::time_point deadline,
+                           milliseconds timeout, const Client::ConsumeFn& consume) {
+    constexpr std::size_t kStreamPiece = 4 << 20;
+    std::vector<std::byte> piece(static_cast<std::size_t>(std::min<std::uint64_t>(size, kStreamPiece)));
+    for (std::uint64_t at = 0; at < size;) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(size - at, piece.size()));
+      std::size_t n = 0;
+      if (buffer_.size() > 0) {
+        n = asio::buffer_copy(asio::buffer(piece.data(), want), buffer_.data());
+        buffer_.consume(n);
+      } else {
+        beast::error_code ec = receive_some(std::span(piece).first(want), deadline, n);
+        if (!ec && n == 0) ec = http::error::partial_message;
+        if (ec) return tl::unexpected(connection_error(ec, timeout));
+      }
+      if (auto ok = consume(std::span<const std::byte>(piece.data(), n)); !ok) return ok;
+      at += n;
+    }
+    return {};
+  }
+
   beast::error_code receive_some(std::span<std::byte> into,
                                  std::chrono::steady_clock::time_point deadline, std::size_t& n) {
     const int fd = stream_.socket().native_handle();
@@ -766,6 +799,13 @@ Result<std::string> Client::read_bytes_into(std::string_view key, const PlaceFn&
   http::request<http::empty_body> req{http::verb::get, "/read_extended/" + url_encode(key), 11};
   req.set(http::field::accept, "application/octet-stream");
   return impl_->receive_into(req, impl_->options().timeout, place);
+}
+
+Result<std::string> Client::read_bytes_streamed(std::string_view key, const ConsumeFn& consume) {
+  if (auto valid = validate_key(key); !valid) return tl::unexpected(valid.error());
+  http::request<http::empty_body> req{http::verb::get, "/read_extended/" + url_encode(key), 11};
+  req.set(http::field::accept, "application/octet-stream");
+  return impl_->receive_into(req, impl_->options().timeout, nullptr, &consume);
 }
 
 Result<void> Client::release(std::string_view key) {

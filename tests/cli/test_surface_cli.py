@@ -4,6 +4,7 @@ files in and out (--file, -, --output, --raw), JSON values, listing with a
 glob, a limit and a total, several keys at once, operations, set-max-memory,
 --json for failures too, and bash completion. Each runs the binary."""
 
+import filecmp
 import json
 import os
 import re
@@ -86,6 +87,27 @@ def test_gswarm_host_and_port_point_at_the_server(server):
     # Flags before positional arguments.
     ok(gswarm("data", "write", "--location", "dram", "--host", server.address, "flags", "first"))
     assert ok(data(server, "read", "flags")) == "first\n"
+
+
+def test_read_raw_streams_the_value_without_holding_it(server, tmp_path):
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(1 << 20) * 256)  # 256 MiB
+    ok(data(server, "write", "stream:k", "--file", str(source)))
+    target = tmp_path / "out.bin"
+    # Run from a small process: a child's peak resident memory counts its
+    # parent's at the fork (this test's own is large).
+    measure = ("import resource, subprocess, sys\n"
+               "with open(sys.argv[1], 'wb') as out:\n"
+               "    code = subprocess.run(sys.argv[2:], stdout=out).returncode\n"
+               "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    result = subprocess.run(["/usr/bin/python3", "-c", measure, str(target), BINARY, "data", "read",
+                             "stream:k", "--raw", "--host", server.address],
+                            capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    code, peak_kib = (int(n) for n in ok(result).split())
+    assert code == 0, result.stderr
+    assert filecmp.cmp(source, target, shallow=False)
+    # Pieces of the value pass through; the whole is never held.
+    assert peak_kib * 1024 < 64 << 20, f"peak resident {peak_kib} KiB"
 
 
 def test_files_in_and_out_byte_for_byte(server, tmp_path):
