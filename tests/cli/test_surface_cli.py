@@ -106,8 +106,9 @@ def test_read_raw_streams_the_value_without_holding_it(server, tmp_path):
     code, peak_kib = (int(n) for n in ok(result).split())
     assert code == 0, result.stderr
     assert filecmp.cmp(source, target, shallow=False)
-    # Pieces of the value pass through; the whole is never held.
-    assert peak_kib * 1024 < 64 << 20, f"peak resident {peak_kib} KiB"
+    # Pieces of the value pass through; the whole is never held (the bound is
+    # half the value: a sanitized build alone takes some 70 MiB).
+    assert peak_kib * 1024 < 128 << 20, f"peak resident {peak_kib} KiB"
 
 
 def test_files_in_and_out_byte_for_byte(server, tmp_path):
