@@ -10,7 +10,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#if defined(__GLIBCXX__)
 #include <cxxabi.h>
+#endif
 
 #include <cerrno>
 #include <exception>
@@ -67,8 +69,10 @@ auto without_gil(Work&& work) -> std::invoke_result_t<Work&> {
     } else {
       result.emplace(work());
     }
-  } catch (abi::__forced_unwind&) {
+#if defined(__GLIBCXX__)
+  } catch (abi::__forced_unwind&) {  // the thread is being ended: let it go
     throw;
+#endif
   } catch (...) {
     failure = std::current_exception();
   }
