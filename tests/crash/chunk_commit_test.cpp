@@ -20,6 +20,7 @@
 #include "core/checksum.hpp"
 #include "core/test_point.hpp"
 #include "pool/pool.hpp"
+#include "crash_store.hpp"
 #include "storage/store.hpp"
 
 namespace gswarm {
@@ -36,19 +37,7 @@ const std::vector<std::string> kPoints = {"pool.metadata_written", "disk.before_
                                           "disk.after_rename",     "disk.published",
                                           "store.installed",       "pool.committed"};
 
-StoreOptions options_for(const fs::path& root) {
-  StoreOptions o;
-  o.disk_path = root;
-  o.max_memory = 64 * kMiB;
-  o.move_threads = 1;
-  o.io_threads = 1;
-  o.devices = no_device_backend();
-  return o;
-}
-
-std::span<const std::byte> bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
+using crash::bytes;
 
 pool::Chunk metadata() {
   pool::Chunk c;
@@ -75,7 +64,7 @@ fs::path fresh_root() {
 // and commits them, crashing at `crash`.
 [[noreturn]] void play(const fs::path& root, const std::string& crash) {
   spdlog::set_level(spdlog::level::off);
-  auto store = Store::open(options_for(root));
+  auto store = Store::open(crash::store_options(root));
   if (!store) std::_Exit(2);
   auto pool = pool::Pool::open(**store, pool::PoolOptions{{}, "nodeB"});
   if (!pool) std::_Exit(3);
@@ -104,7 +93,7 @@ TEST(ChunkCommitCrashTest, ACrashAnywhereLeavesTheChunkWholeOrNothingOfIt) {
     ASSERT_TRUE(WIFEXITED(status));
     ASSERT_EQ(WEXITSTATUS(status), kCrashed) << "the child did not reach " << crash;
 
-    auto store = Store::open(options_for(root));
+    auto store = Store::open(crash::store_options(root));
     ASSERT_TRUE(store) << store.error().message;
     auto pool = pool::Pool::open(**store, pool::PoolOptions{{}, "nodeB"});
     ASSERT_TRUE(pool) << pool.error().message;
@@ -136,12 +125,12 @@ TEST(ChunkCommitCrashTest, ACrashAnywhereLeavesTheChunkWholeOrNothingOfIt) {
 TEST(ChunkCommitCrashTest, BytesNamedLikeAChunkWithoutMetadataAreRemovedAtStart) {
   const fs::path root = fresh_root();
   {
-    auto store = Store::open(options_for(root));
+    auto store = Store::open(crash::store_options(root));
     ASSERT_TRUE(store);
     ASSERT_TRUE((*store)->write(kId, bytes(kBytes), Location::disk(), "tensor"));
     ASSERT_TRUE((*store)->write("chunk_lookalike", bytes("kept"), Location::disk(), "bytes"));
   }
-  auto store = Store::open(options_for(root));
+  auto store = Store::open(crash::store_options(root));
   ASSERT_TRUE(store);
   ASSERT_TRUE((*store)->location(kId));  // the Store alone keeps every value
   auto pool = pool::Pool::open(**store, pool::PoolOptions{{}, "nodeB"});

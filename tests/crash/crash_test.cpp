@@ -20,6 +20,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/test_point.hpp"
+#include "crash_store.hpp"
 #include "storage/store.hpp"
 
 namespace gswarm {
@@ -128,23 +129,11 @@ class Gate {
 
 thread_local bool t_is_mover = false;
 
-StoreOptions options_for(const fs::path& root) {
-  StoreOptions o;
-  o.disk_path = root;
-  o.max_memory = 64 * kMiB;
-  o.move_threads = 1;
-  o.io_threads = 1;
-  o.devices = no_device_backend();
-  return o;
-}
-
-std::span<const std::byte> bytes(const std::string& s) {
-  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
-}
+using crash::bytes;
 
 // The child: plays the plan and never returns.
 [[noreturn]] void play(const fs::path& root, const Plan& plan) {
-  auto opened = Store::open(options_for(root));
+  auto opened = Store::open(crash::store_options(root));
   if (!opened) std::_Exit(2);
   Store& store = **opened;
   if (!store.write("k", bytes(kA), Location::dram(), "bytes")) std::_Exit(3);
@@ -253,7 +242,7 @@ std::string describe(const RetirePlan& p) {
 }
 
 [[noreturn]] void play(const fs::path& root, const RetirePlan& plan) {
-  auto opened = Store::open(options_for(root));
+  auto opened = Store::open(crash::store_options(root));
   if (!opened) std::_Exit(2);
   Store& store = **opened;
   if (!store.write("k", bytes(kA), Location::disk(), "bytes")) std::_Exit(3);
@@ -317,7 +306,7 @@ class CrashTest : public ::testing::Test {
 
   // Reopens the root as a restarted server does and says what it holds for "k".
   State observe() {
-    auto store = Store::open(options_for(root_));
+    auto store = Store::open(crash::store_options(root_));
     EXPECT_TRUE(store) << store.error().message;
     if (!store) return State::kAbsent;
     EXPECT_TRUE(fs::is_empty(root_ / "tmp")) << "unfinished writes left behind";

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "core/test_point.hpp"
+#include "crash_store.hpp"
 #include "storage/store.hpp"
 
 namespace gswarm {
@@ -30,13 +31,7 @@ class MoveProgressTest : public ::testing::Test {
             ("gswarm-progress-" + std::to_string(::getpid()) + "-" +
              ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(root_);
-    StoreOptions o;
-    o.disk_path = root_;
-    o.max_memory = 64 * kMiB;
-    o.move_threads = 1;
-    o.io_threads = 1;
-    o.devices = no_device_backend();
-    auto opened = Store::open(o);
+    auto opened = Store::open(crash::store_options(root_));
     ASSERT_TRUE(opened) << opened.error().message;
     store_ = std::move(*opened);
   }

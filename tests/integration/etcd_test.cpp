@@ -97,6 +97,14 @@ class Etcd {
   bool ready_ = false;
 };
 
+// A server named `name` registered in `etcd` with a lease of `ttl` seconds.
+std::unique_ptr<TestServer> member(const fs::path& dir, const char* name, const Etcd& etcd,
+                                   const char* ttl) {
+  return std::make_unique<TestServer>(
+      dir / name, std::vector<std::string>{"--node-name", name, "--etcd", etcd.url(), "--etcd-ttl",
+                                           ttl, "--etcd-prefix", "/test", "--log-level", "error"});
+}
+
 json node_named(int port, const std::string& name) {
   const json answer = body_json(http_request(port, "GET", "/nodes"));
   for (const auto& n : answer.value("nodes", json::array())) {
@@ -111,12 +119,7 @@ TEST(EtcdTest, ServersFindEachOtherAndDeadOnesDropOut) {
   ASSERT_TRUE(etcd.ready()) << "etcd did not start (is etcd-server installed? "
                                "scripts/deps.sh installs it); see "
                             << (dir.path() / "etcd.log");
-  auto server = [&](const char* name) {
-    return std::make_unique<TestServer>(
-        dir.path() / name, std::vector<std::string>{"--node-name", name, "--etcd", etcd.url(),
-                                                    "--etcd-ttl", "2", "--etcd-prefix", "/test",
-                                                    "--log-level", "error"});
-  };
+  auto server = [&](const char* name) { return member(dir.path(), name, etcd, "2"); };
   auto a = server("nodeA");
   auto b = server("nodeB");
   auto c = server("nodeC");
@@ -158,12 +161,7 @@ TEST(EtcdTest, LiveServersStayAliveWhenEtcdRestartsEmpty) {
   TempDir dir;
   Etcd etcd(dir.path());
   ASSERT_TRUE(etcd.ready()) << "see " << (dir.path() / "etcd.log");
-  auto server = [&](const char* name) {
-    return std::make_unique<TestServer>(
-        dir.path() / name, std::vector<std::string>{"--node-name", name, "--etcd", etcd.url(),
-                                                    "--etcd-ttl", "30", "--etcd-prefix", "/test",
-                                                    "--log-level", "error"});
-  };
+  auto server = [&](const char* name) { return member(dir.path(), name, etcd, "30"); };
   auto a = server("nodeA");
   auto b = server("nodeB");
   ASSERT_TRUE(wait_until([&] { return node_named(a->port(), "nodeB")["alive"] == true; }));

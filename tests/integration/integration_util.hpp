@@ -226,6 +226,20 @@ inline HttpResponse move_key(int port, const std::string& key, const std::string
   return http_request(port, "POST", "/move", json({{"key", key}, {"destination", destination}}).dump());
 }
 
+// POST /send_extended of `key` to `target`, with the fields of `extra` added.
+inline HttpResponse send_key(int port, const std::string& key, const std::string& target,
+                             json extra = json::object()) {
+  json body = {{"key", key}, {"target", target}};
+  body.update(extra);
+  return http_request(port, "POST", "/send_extended", body.dump());
+}
+
+// A test server's arguments with its log kept to errors.
+inline std::vector<std::string> quiet(std::vector<std::string> extra) {
+  extra.insert(extra.end(), {"--log-level", "error"});
+  return extra;
+}
+
 inline HttpResponse release_key(int port, const std::string& key) {
   return http_request(port, "DELETE", "/release/" + url_encode(key));
 }

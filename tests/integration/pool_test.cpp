@@ -576,8 +576,7 @@ TEST(PoolTest, TransfersCarryTheMetadataAndDeleteTheSourceOnlyOnceAcknowledged) 
 TEST(PoolTest, KillingEitherSideDuringAChunkTransferLeavesNoStrayKey) {
   TempDir dir;
   const std::string bytes = random_bytes(192 * MiB, 9);
-  const std::vector<std::string> quiet = {"--log-level", "error"};
-  auto target = std::make_unique<TestServer>(dir.path() / "b", quiet);
+  auto target = std::make_unique<TestServer>(dir.path() / "b", quiet({}));
   auto start_source = [&] {
     return std::make_unique<TestServer>(
         dir.path() / "a", std::vector<std::string>{"--log-level", "error", "--parallel-threshold", "16MB"});
@@ -608,7 +607,7 @@ TEST(PoolTest, KillingEitherSideDuringAChunkTransferLeavesNoStrayKey) {
     }, 60)) << http_request(source->port(), "GET", "/operations/" + std::to_string(body_json(started)["task_id"].get<std::uint64_t>())).body;
     (round.kill_target ? *target : *source).kill9();
     if (round.kill_target) {
-      target = std::make_unique<TestServer>(dir.path() / "b", quiet);
+      target = std::make_unique<TestServer>(dir.path() / "b", quiet({}));
     } else {
       source = start_source();
       ASSERT_TRUE(IsOk(info(source->port(), id))) << "the source's chunk survives its restart";

@@ -35,18 +35,6 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t MiB = 1 << 20;
 
-std::vector<std::string> quiet(std::vector<std::string> extra) {
-  extra.insert(extra.end(), {"--log-level", "error"});
-  return extra;
-}
-
-HttpResponse send_key(int port, const std::string& key, const std::string& target,
-                      json extra = json::object()) {
-  json body = {{"key", key}, {"target", target}};
-  body.update(extra);
-  return http_request(port, "POST", "/send_extended", body.dump());
-}
-
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }

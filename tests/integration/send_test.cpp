@@ -29,18 +29,6 @@ namespace fs = std::filesystem;
 
 constexpr std::uint64_t MiB = 1 << 20;
 
-std::vector<std::string> args(std::vector<std::string> extra) {
-  extra.insert(extra.end(), {"--log-level", "error"});
-  return extra;
-}
-
-HttpResponse send_key(int port, const std::string& key, const std::string& target,
-                      json extra = json::object()) {
-  json body = {{"key", key}, {"target", target}};
-  body.update(extra);
-  return http_request(port, "POST", "/send_extended", body.dump());
-}
-
 // The bytes of a key's disk replica, read from its file (the test runs as the
 // server's user), for values too large to bring into DRAM.
 std::string disk_bytes(int port, const std::string& key) {
@@ -69,9 +57,9 @@ struct Pair {
   TestServer target;
   TestServer source;
   Pair(std::vector<std::string> source_args = {}, std::vector<std::string> target_args = {})
-      : target(dir.path() / "b", args(with_name("nodeB", target_args))),
+      : target(dir.path() / "b", quiet(with_name("nodeB", target_args))),
         source(dir.path() / "a",
-               args(with_name("nodeA", with_peer(target.port(), source_args)))) {}
+               quiet(with_name("nodeA", with_peer(target.port(), source_args)))) {}
   static std::vector<std::string> with_name(const char* name, std::vector<std::string> a) {
     a.insert(a.end(), {"--node-name", name});
     return a;
@@ -181,7 +169,7 @@ TEST(SendTest, NodeNamesResolveThroughPeersAndTheListSaysWhereFrom) {
   const fs::path peers = dir.path() / "peers";
   std::ofstream(peers) << "# name address\nnodeB 127.0.0.1:" << p.target.port()
                        << "\n\nnodeZ=10.255.255.1:9015  # not running\n";
-  TestServer third(dir.path() / "c", args({"--node-name", "nodeC", "--peers-file", peers.string()}));
+  TestServer third(dir.path() / "c", quiet({"--node-name", "nodeC", "--peers-file", peers.string()}));
 
   ASSERT_TRUE(IsOk(write_raw(third.port(), "k", "from C")));
   ASSERT_TRUE(IsOk(send_key(third.port(), "k", "nodeB:disk")));
@@ -233,7 +221,7 @@ TEST(SendTest, BadRequestsAreAnsweredBeforeAnythingMoves) {
 
 TEST(SendTest, ATargetThatIsDownOrSilentFailsWithinTheTimeoutAndTheSourceStays) {
   TempDir dir;
-  TestServer source(dir.path() / "a", args({"--peer-timeout", "1"}));
+  TestServer source(dir.path() / "a", quiet({"--peer-timeout", "1"}));
   ASSERT_TRUE(IsOk(write_raw(source.port(), "k", binary_value(2 * MiB))));
 
   // Nothing listens there.
@@ -255,7 +243,7 @@ TEST(SendTest, ATargetThatIsDownOrSilentFailsWithinTheTimeoutAndTheSourceStays) 
 TEST(SendTest, AStoppingServerDoesNotWaitForASilentTarget) {
   TempDir dir;
   auto source = std::make_unique<TestServer>(
-      dir.path() / "a", args({"--peer-timeout", "600", "--drain-timeout", "1"}));
+      dir.path() / "a", quiet({"--peer-timeout", "600", "--drain-timeout", "1"}));
   ASSERT_TRUE(IsOk(write_raw(source->port(), "k", binary_value(2 * MiB))));
   SilentListener silent;
   const std::string target = silent.address();
@@ -296,7 +284,7 @@ HttpResponse put_range(int port, const std::string& id, std::uint64_t offset,
 
 TEST(SendTest, TheTargetHoldsRangesToTheirRules) {
   TempDir dir;
-  TestServer target(dir.path() / "b", args({}));
+  TestServer target(dir.path() / "b", quiet({}));
   for (std::string location : {"dram", "disk"}) {
     SCOPED_TRACE(location);
     const std::string bytes = binary_value(3 * MiB, 4);
@@ -336,7 +324,7 @@ TEST(SendTest, TheTargetHoldsRangesToTheirRules) {
 
 TEST(SendTest, TransfersInProgressAreCapped) {
   TempDir dir;
-  TestServer target(dir.path() / "b", args({}));
+  TestServer target(dir.path() / "b", quiet({}));
   std::vector<std::string> ids;
   for (int i = 0; i < 1024; ++i) ids.push_back(begin_transfer(target.port(), "t" + std::to_string(i), 1));
   auto refused = http_request(target.port(), "POST", "/transfers",
@@ -353,7 +341,7 @@ TEST(SendTest, TransfersInProgressAreCapped) {
 
 TEST(SendTest, ASenderThatVanishesLeavesNothingAndItsRoomIsGivenBack) {
   TempDir dir;
-  TestServer target(dir.path() / "b", args({"--transfer-timeout", "1"}));
+  TestServer target(dir.path() / "b", quiet({"--transfer-timeout", "1"}));
   const std::uint64_t used = get_stats(target.port())["current_dram_size"];
   // A range cut off in the middle fails the transfer at once.
   const std::string id = begin_transfer(target.port(), "cut", 16 * MiB);
@@ -393,7 +381,7 @@ TEST(SendTest, KillingTheTargetOrTheSourceMidTransferLeavesNoPartialValue) {
   auto failed = sending.get();
   EXPECT_GE(failed.status, 500) << describe(failed);
   EXPECT_EQ(primary(p.source.port(), "big"), "disk");
-  TestServer restarted(target_disk, args({"--transfer-timeout", "1"}));
+  TestServer restarted(target_disk, quiet({"--transfer-timeout", "1"}));
   EXPECT_TRUE(IsError(location_of(restarted.port(), "big"), 404, "not_found"));
   EXPECT_TRUE(fs::is_empty(target_disk / "tmp"));
 
