@@ -250,16 +250,12 @@ std::size_t IncomingTransfers::expire(Clock::time_point now) {
   std::vector<std::shared_ptr<Transfer>> dropped;  // freed outside the lock
   {
     std::lock_guard lock(mutex_);
-    for (auto it = transfers_.begin(); it != transfers_.end();) {
-      Transfer& t = *it->second;
-      std::unique_lock tlock(t.mutex, std::try_to_lock);
-      if (tlock && t.in_flight == 0 && now - t.last_activity > idle_timeout_) {
-        t.failed = true;
-        tlock.unlock();
-        dropped.push_back(it->second);
-        ++it;
-      } else {
-        ++it;
+    // Collected first: take() erases from transfers_.
+    for (const auto& [id, transfer] : transfers_) {
+      std::unique_lock tlock(transfer->mutex, std::try_to_lock);
+      if (tlock && transfer->in_flight == 0 && now - transfer->last_activity > idle_timeout_) {
+        transfer->failed = true;
+        dropped.push_back(transfer);
       }
     }
     for (const auto& t : dropped) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -166,6 +167,31 @@ std::string numeric_host(const sockaddr* sa, socklen_t len) {
   return text;
 }
 
+// `url` parsed, and how `allow` lets it be fetched; kForbidden when it does not.
+Result<std::pair<ParsedUrl, Match>> allowed(const std::vector<std::string>& allow,
+                                            std::string_view url) {
+  auto parsed = parse_url(url);
+  if (!parsed) return tl::unexpected(parsed.error());
+  if (allow.empty()) {
+    return make_error(ErrorCode::kForbidden,
+                      "this server fetches no URL sources: start it with --url-source-allow "
+                      "HOST[:PORT] (a glob, repeatable) to let it fetch from those hosts, or "
+                      "upload the bytes (gswarm data create --source FILE)");
+  }
+  const Match matched = match(allow, *parsed);
+  if (matched == Match::kNone) {
+    return make_error(ErrorCode::kForbidden,
+                      fmt::format("--url-source-allow does not allow {}:{} (the source {})",
+                                  parsed->host, parsed->port, url));
+  }
+  // An address written out is judged now; a name when it is resolved (open()).
+  if (std::string_view kind = special_literal(parsed->host);
+      !kind.empty() && matched != Match::kExact) {
+    return tl::unexpected(refused_address(url, parsed->host, kind));
+  }
+  return std::pair{std::move(*parsed), matched};
+}
+
 class UrlSource final : public pool::Source {
  public:
   UrlSource(PeerConnection conn, std::uint64_t size, std::string url,
@@ -205,25 +231,8 @@ bool is_url(std::string_view text) {
 UrlSources::UrlSources(Options options) : options_(std::move(options)) {}
 
 Result<void> UrlSources::check(std::string_view url) const {
-  auto parsed = parse_url(url);
-  if (!parsed) return tl::unexpected(parsed.error());
-  if (options_.allow.empty()) {
-    return make_error(ErrorCode::kForbidden,
-                      "this server fetches no URL sources: start it with --url-source-allow "
-                      "HOST[:PORT] (a glob, repeatable) to let it fetch from those hosts, or "
-                      "upload the bytes (gswarm data create --source FILE)");
-  }
-  const Match matched = match(options_.allow, *parsed);
-  if (matched == Match::kNone) {
-    return make_error(ErrorCode::kForbidden,
-                      fmt::format("--url-source-allow does not allow {}:{} (the source {})",
-                                  parsed->host, parsed->port, url));
-  }
-  // An address written out is judged now; a name when it is resolved (open()).
-  if (std::string_view kind = special_literal(parsed->host);
-      !kind.empty() && matched != Match::kExact) {
-    return tl::unexpected(refused_address(url, parsed->host, kind));
-  }
+  auto ok = allowed(options_.allow, url);
+  if (!ok) return tl::unexpected(ok.error());
   return {};
 }
 
@@ -243,10 +252,11 @@ Result<UrlSources::Slot> UrlSources::acquire() {
 
 Result<std::unique_ptr<pool::Source>> UrlSources::open(std::string_view url,
                                                        const std::atomic<bool>* stop) const {
-  if (auto ok = check(url); !ok) return tl::unexpected(ok.error());
+  auto ok = allowed(options_.allow, url);
+  if (!ok) return tl::unexpected(ok.error());
   const auto started = std::chrono::steady_clock::now();
-  ParsedUrl parsed = *parse_url(url);
-  const bool exact = match(options_.allow, parsed) == Match::kExact;
+  const ParsedUrl& parsed = ok->first;
+  const bool exact = ok->second == Match::kExact;
 
   // Resolved once: the address checked is the address connected to.
   addrinfo hints{};
